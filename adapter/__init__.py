@@ -1,0 +1,1 @@
+"""Adaptation worker and the built-in model and data."""

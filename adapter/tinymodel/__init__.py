@@ -1,0 +1,1 @@
+"""The built-in tiny Qwen2-VL: architecture, tokenizer, pretraining, evaluation, model card."""

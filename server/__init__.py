@@ -1,0 +1,1 @@
+"""Gateway: the FastAPI app that answers requests and records them."""

@@ -1,0 +1,42 @@
+"""Settings of the local stack launcher (`ttrv demo`, the test fixtures), from `TTRV_*` env vars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTRV_", extra="ignore")
+
+    home: Path = Field(
+        default=Path.home() / ".cache" / "ttrv",
+        description="cache folder: built models (models/), data streams (data/), run logs and state (runs/)",
+    )
+    model_seed: int = Field(default=0, description="seed of the built-in model to build and serve")
+    model_path: Path | None = Field(
+        default=None, description="serve this Hugging Face model folder instead of the built-in model"
+    )
+    host: str = Field(default="127.0.0.1", description="address every local process binds to")
+    redis_port: int = Field(default=6390, description="port of the local Redis")
+    vllm_port: int = Field(default=8100, description="port of the local vLLM OpenAI server (internal)")
+    vllm_dtype: str = Field(
+        default="float32", description="vLLM --dtype; float32 matches the trainer exactly"
+    )
+    vllm_kv_cache_gib: int = Field(default=1, description="VLLM_CPU_KVCACHE_SPACE: KV cache in GiB")
+    vllm_max_loras: int = Field(
+        default=4, description="LoRA adapters vLLM keeps loaded at once (--max-loras)"
+    )
+    vllm_max_lora_rank: int = Field(
+        default=16, description="largest LoRA rank vLLM accepts (--max-lora-rank)"
+    )
+    vllm_max_model_len: int = Field(
+        default=512, description="context length vLLM allocates for (--max-model-len)"
+    )
+    vllm_startup_timeout_s: float = Field(default=300.0, description="how long to wait for vLLM's /health")
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
