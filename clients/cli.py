@@ -1,17 +1,28 @@
 """`ttrv`: the command line of ttrv-server.
 
 Heavy parts (torch, transformers, vLLM) are imported inside the commands that need them, so `ttrv --help`
-and the client commands start fast and work where only the light core is installed.
+and the client commands start fast and work where only the light core is installed. Client commands print
+a server error (`TTRVError`) in red and exit 1, without a traceback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
+from clients.errors import NO_REPLY, TTRVError
+from clients.models import AdapterList
+from clients.replay import replay as replay_rows
+from clients.replay import report_table
+from clients.rows import RowError, read_rows
+from clients.sdk import AsyncTTRVClient, TTRVClient
 from stack.settings import StackSettings
 
 app = typer.Typer(help="Online test-time adaptation server for vision-language models.", no_args_is_help=True)
@@ -20,6 +31,10 @@ app.add_typer(model_app, name="model")
 console = Console()
 
 Seed = Annotated[int | None, typer.Option(help="model seed (default: TTRV_MODEL_SEED, else 0)")]
+Url = Annotated[str | None, typer.Option(help="gateway URL (default: TTRV_URL, else http://127.0.0.1:8000)")]
+ApiKey = Annotated[str | None, typer.Option(help="API key (default: TTRV_API_KEY)")]
+AdminToken = Annotated[str | None, typer.Option(help="admin token (default: TTRV_ADMIN_TOKEN)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print the reply as JSON")]
 
 
 def _settings() -> StackSettings:
@@ -93,6 +108,160 @@ def demo() -> None:
     from stack.demo import run_demo
 
     raise typer.Exit(run_demo(_settings(), console))
+
+
+@contextmanager
+def _server_errors() -> Iterator[None]:
+    """A `TTRVError` becomes a red message and exit status 1: the message already says what to do."""
+    try:
+        yield
+    except TTRVError as error:
+        status = "no reply" if error.status == NO_REPLY else f"error {error.status}"
+        console.print(f"[red]{status} ({escape(error.type)})[/red]: {escape(error.message)}")
+        raise typer.Exit(1) from None
+
+
+def _client(url: str | None, api_key: str | None = None, admin_token: str | None = None) -> TTRVClient:
+    return TTRVClient(url, api_key=api_key, admin_token=admin_token)
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(data=data)
+
+
+@app.command("answer")
+def answer(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="image file")],
+    question: Annotated[str, typer.Argument(help="question about the image")],
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="a multiple-choice option (repeatable)")
+    ] = None,
+    samples: Annotated[int | None, typer.Option(help="self-consistency votes at serve time, 1..32")] = None,
+    stream: Annotated[str | None, typer.Option(help="adaptation stream (tenant/domain)")] = None,
+    request_id: Annotated[str | None, typer.Option(help="idempotency key (default: a new uuid4)")] = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Ask the gateway one question about one image and print the answer."""
+    with _server_errors(), _client(url, api_key) as client:
+        reply = client.answer(
+            image, question, options=option or None, request_id=request_id, stream=stream, samples=samples
+        )
+    if as_json:
+        _print_json(reply.model_dump())
+        return
+    confidence = "" if reply.confidence is None else f", confidence {reply.confidence:.0%}"
+    console.print(
+        f"[bold]{escape(reply.answer)}[/bold]  (adapter v{reply.adapter_version}, "
+        f"{reply.latency_ms:.1f} ms{confidence}, id {escape(reply.id)})"
+    )
+
+
+@app.command("replay")
+def replay(
+    data: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TTRV JSONL rows")],
+    rate: Annotated[float, typer.Option(help="requests per second (0: as fast as possible)")] = 0.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="requests in flight at most")] = 4,
+    limit: Annotated[int | None, typer.Option(min=0, help="send at most this many rows")] = None,
+    feedback_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of answered rows that send their label as feedback")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="seed of the feedback draw")] = 0,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Replay a stream of rows through the gateway; print counts and served accuracy per adapter version."""
+    try:
+        report = replay_rows(
+            read_rows(data),
+            lambda: AsyncTTRVClient(url, api_key=api_key),
+            rate=rate,
+            concurrency=concurrency,
+            limit=limit,
+            feedback_share=feedback_share,
+            seed=seed,
+            show_progress=not as_json,
+            console=console,
+        )
+    except RowError as error:
+        console.print(f"[red]bad data[/red]: {escape(str(error))}")
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
+    console.print(report_table(report))
+    for status, message in sorted(report.errors.items()):
+        console.print(f"[red]first error {status}[/red]: {escape(message)}")
+
+
+def _adapters_table(registry: AdapterList) -> Table:
+    table = Table(title=f"adapters (current: v{registry.current})")
+    for column in ("version", "status", "parent", "created", "metrics", "reasons"):
+        table.add_column(column)
+    for info in sorted(registry.versions, key=lambda v: v.version):
+        mark = " *" if info.version == registry.current else ""
+        table.add_row(
+            f"v{info.version}{mark}",
+            info.status,
+            "" if info.parent is None else f"v{info.parent}",
+            info.created_at or "",
+            ", ".join(f"{k}={v:.3g}" for k, v in sorted(info.metrics.items())),
+            escape("; ".join(info.reasons)),
+        )
+    return table
+
+
+@app.command("adapters")
+def adapters(as_json: AsJson = False, url: Url = None, api_key: ApiKey = None) -> None:
+    """List adapter versions with their status and metrics; * marks the one served."""
+    with _server_errors(), _client(url, api_key) as client:
+        registry = client.adapters()
+    if as_json:
+        _print_json(registry.model_dump())
+    else:
+        console.print(_adapters_table(registry))
+
+
+@app.command("promote")
+def promote(
+    version: Annotated[int, typer.Argument(min=0, help="version to serve (older: rollback, 0: base model)")],
+    url: Url = None,
+    admin_token: AdminToken = None,
+) -> None:
+    """Serve an adapter version (admin)."""
+    with _server_errors(), _client(url, admin_token=admin_token) as client:
+        result = client.promote(version)
+    if isinstance(result, AdapterList):
+        console.print(_adapters_table(result))
+    else:
+        _print_json(result)
+
+
+@app.command("pause")
+def pause(url: Url = None, admin_token: AdminToken = None) -> None:
+    """Pause adaptation rounds (admin); serving goes on with the current adapter."""
+    with _server_errors(), _client(url, admin_token=admin_token) as client:
+        _print_json(client.pause())
+
+
+@app.command("resume")
+def resume(url: Url = None, admin_token: AdminToken = None) -> None:
+    """Resume adaptation rounds (admin)."""
+    with _server_errors(), _client(url, admin_token=admin_token) as client:
+        _print_json(client.resume())
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default: the gateway's settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: the gateway's settings)")] = None,
+) -> None:
+    """Run the gateway (FastAPI) in this process."""
+    from server.main import serve as run_gateway
+
+    run_gateway(host, port)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ class StackSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="address every local process binds to")
     redis_port: int = Field(default=6390, description="port of the local Redis")
     vllm_port: int = Field(default=8100, description="port of the local vLLM OpenAI server (internal)")
+    gateway_port: int = Field(default=8000, description="port of the gateway (the public API)")
     vllm_dtype: str = Field(
         default="float32", description="vLLM --dtype; float32 matches the trainer exactly"
     )
@@ -37,6 +38,14 @@ class StackSettings(BaseSettings):
     )
     vllm_startup_timeout_s: float = Field(default=300.0, description="how long to wait for vLLM's /health")
 
+    demo_requests: int = Field(default=120, description="requests the demo replays through the gateway")
+    demo_rate: float = Field(
+        default=20.0, description="requests/s of the demo's replay (0 = as fast as possible)"
+    )
+
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"

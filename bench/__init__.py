@@ -1,0 +1,1 @@
+"""Benchmarks that start their own local stack and print ratios measured side by side in one run."""

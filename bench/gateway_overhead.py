@@ -1,0 +1,658 @@
+"""Gateway overhead: `POST /v1/answer` against the same request sent straight to vLLM, side by side.
+
+    .venv/bin/python -m bench.gateway_overhead [--requests 300,600] [--concurrency 1,16] [--json-out r.json]
+
+Starts its own Redis, vLLM and gateway on free ports (logs under `TTRV_HOME/runs/bench/`), and stops them
+at the end. For each concurrency both paths are warmed up, then each gets the same digit images in short
+blocks, interleaved direct, gateway, gateway, direct, ...: each path goes first in half of the block pairs,
+so neither gets more of vLLM's prefix and image caches or of a quiet machine. Latency is the client's time
+to the complete reply; throughput is successful replies over the summed wall time of the path's blocks.
+
+The direct body is what the gateway itself sends (`server.chat.image_chat_body` with the gateway's
+defaults: greedy, n=1, 32 tokens, priority 0), so the difference is the gateway's own work: HTTP in and
+out, JSON and base64 decoding, the image check, the backlog check and the Redis record write, the metrics.
+The 95% intervals of the ratios come from resampling block pairs (a paired bootstrap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import numpy as np
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from server.chat import image_chat_body
+from stack.gateway import gateway_env, start_gateway
+from stack.ports import free_port
+from stack.process import LaunchError, ManagedProcess
+from stack.redis import start_redis
+from stack.settings import StackSettings
+from stack.vllm import SERVED_NAME, start_vllm
+
+P50_RATIO_MAX = 1.05  # gateway p50 latency at most 5% above direct
+THROUGHPUT_RATIO_MIN = 0.95  # gateway throughput at least 95% of direct
+MAX_TOKENS = 32  # the gateway's default TTRV_MAX_TOKENS; pinned in its environment so both bodies agree
+PATHS = ("direct", "gateway")
+JSON_HEADERS = {"content-type": "application/json"}
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def default_requests(concurrency: int) -> int:
+    """Requests per path at one concurrency when none are given."""
+    return 300 if concurrency <= 1 else 600
+
+
+def default_block(concurrency: int) -> int:
+    """Requests per block: at least 20, and 4 rounds of `concurrency` so ramp-up and drain stay small."""
+    return max(20, 4 * concurrency)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    direct_url: str  # vLLM's /v1/chat/completions
+    gateway_url: str  # the gateway's /v1/answer
+    gateway_metrics_url: str | None = None  # its /metrics: time spent inside the app, for the breakdown
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """JSON bodies per image for both paths, encoded once so that the client's encoding is never timed."""
+
+    direct: list[bytes]
+    gateway: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.direct)
+
+    def bodies(self, path: str) -> list[bytes]:
+        return self.direct if path == "direct" else self.gateway
+
+
+def build_payloads(pngs: Sequence[bytes], question: str) -> Payloads:
+    """The direct body is byte for byte what the gateway sends vLLM for `{"image", "question"}`."""
+    options: dict[str, Any] = {"mime": "image/png", "n": 1, "temperature": 0.0, "priority": 0}
+    direct = [
+        json.dumps(image_chat_body(SERVED_NAME, png, question, max_tokens=MAX_TOKENS, **options)).encode()
+        for png in pngs
+    ]
+    gateway = [
+        json.dumps({"image": base64.b64encode(png).decode("ascii"), "question": question}).encode()
+        for png in pngs
+    ]
+    return Payloads(direct, gateway)
+
+
+def digit_pngs() -> list[bytes]:
+    """The held-out digits (uint8 56x56x3) as PNG files."""
+    from adapter.digits.dataset import load_split
+
+    out = []
+    for image in load_split("eval").images:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+@dataclass(frozen=True)
+class Reply:
+    image: int
+    latency_s: float
+    status: int  # HTTP status; 0 when no reply came (connection error, timeout)
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass(frozen=True)
+class Block:
+    replies: list[Reply]
+    wall_s: float
+
+    def ok_latencies_s(self) -> np.ndarray:
+        return np.array([r.latency_s for r in self.replies if r.ok], dtype=np.float64)
+
+
+async def _send(client: httpx.AsyncClient, url: str, body: bytes, image: int) -> Reply:
+    started = time.perf_counter()
+    try:
+        reply = await client.post(url, content=body, headers=JSON_HEADERS)
+    except httpx.HTTPError:
+        return Reply(image, time.perf_counter() - started, 0, b"")
+    return Reply(image, time.perf_counter() - started, reply.status_code, reply.content)
+
+
+async def run_block(
+    client: httpx.AsyncClient, url: str, bodies: Sequence[bytes], images: Sequence[int], concurrency: int
+) -> Block:
+    """Send one request per image with `concurrency` requests in flight (closed loop); time the block."""
+    pending = iter(images)
+    replies: list[Reply] = []
+
+    async def worker() -> None:
+        for image in pending:  # shared iterator: each worker takes the next image when its reply is in
+            replies.append(await _send(client, url, bodies[image], image))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(images)))))
+    return Block(replies, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    concurrency: int
+    requests: int  # per path
+    block: int
+    warmup: int  # per path
+
+
+ANSWER_ROUTE_LABEL = 'route="/v1/answer"'
+
+
+async def app_time(client: httpx.AsyncClient, url: str | None) -> tuple[float, float] | None:
+    """Sum (s) and count of the gateway's `ttrv_request_duration_seconds` for /v1/answer, from /metrics."""
+    if url is None:
+        return None
+    try:
+        text = (await client.get(url)).text
+    except httpx.HTTPError:
+        return None
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        for part in ("sum", "count"):
+            if name == f"ttrv_request_duration_seconds_{part}{{{ANSWER_ROUTE_LABEL}}}":
+                found[part] = float(value)
+    return (found["sum"], found["count"]) if len(found) == 2 else None
+
+
+@dataclass(frozen=True)
+class LevelData:
+    blocks: dict[str, list[Block]]
+    app_ms_mean: float | None  # mean time inside the gateway app (metrics middleware) over measured blocks
+
+
+async def measure_level(
+    endpoints: Endpoints, payloads: Payloads, plan: LevelPlan, first_image: int, timeout_s: float
+) -> LevelData:
+    """Warm both paths up, then run the interleaved blocks; returns the measured blocks per path."""
+    urls = {"direct": endpoints.direct_url, "gateway": endpoints.gateway_url}
+    limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
+    n = len(payloads)
+    blocks: dict[str, list[Block]] = {path: [] for path in PATHS}
+    async with (
+        httpx.AsyncClient(timeout=timeout_s, limits=limits) as direct,
+        httpx.AsyncClient(timeout=timeout_s, limits=limits) as gateway,
+    ):
+        clients = {"direct": direct, "gateway": gateway}
+        warm = [(first_image + i) % n for i in range(plan.warmup)]
+        for path in PATHS:
+            await run_block(clients[path], urls[path], payloads.bodies(path), warm, plan.concurrency)
+        start = first_image + plan.warmup
+        before = await app_time(gateway, endpoints.gateway_metrics_url)
+        for k, lo in enumerate(range(0, plan.requests, plan.block)):
+            images = [(start + i) % n for i in range(lo, min(lo + plan.block, plan.requests))]
+            for path in PATHS if k % 2 == 0 else PATHS[::-1]:
+                block = await run_block(
+                    clients[path], urls[path], payloads.bodies(path), images, plan.concurrency
+                )
+                blocks[path].append(block)
+        after = await app_time(gateway, endpoints.gateway_metrics_url)
+    app_ms_mean = None
+    if before is not None and after is not None and after[1] > before[1]:
+        app_ms_mean = round(1000 * (after[0] - before[0]) / (after[1] - before[1]), 3)
+    return LevelData(blocks, app_ms_mean)
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values.size else None
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return round(num / den, 4) if num is not None and den else None
+
+
+def _reply_text(path: str, body: bytes) -> tuple[str, float | None]:
+    """The answer text of a 200 reply, and the gateway's own `latency_ms` (None for direct)."""
+    data = json.loads(body)
+    if path == "direct":
+        return str(data["choices"][0]["message"]["content"] or ""), None
+    return str(data["text"]), float(data["latency_ms"])
+
+
+def path_stats(path: str, blocks: Sequence[Block]) -> dict[str, Any]:
+    replies = [r for b in blocks for r in b.replies]
+    ok_ms = np.array([r.latency_s * 1000 for r in replies if r.ok], dtype=np.float64)
+    wall_s = sum(b.wall_s for b in blocks)
+    server_ms = np.array(
+        [ms for r in replies if r.ok and (ms := _reply_text(path, r.body)[1]) is not None], dtype=np.float64
+    )
+    stats: dict[str, Any] = {
+        "requests": len(replies),
+        "ok": int(ok_ms.size),
+        "failed": len(replies) - int(ok_ms.size),
+        "failed_statuses": dict(Counter(str(r.status) for r in replies if not r.ok)),
+        "p50_ms": _pct(ok_ms, 50),
+        "p95_ms": _pct(ok_ms, 95),
+        "mean_ms": round(float(ok_ms.mean()), 3) if ok_ms.size else None,
+        "wall_s": round(wall_s, 3),
+        "throughput_rps": round(ok_ms.size / wall_s, 3) if wall_s > 0 else None,
+    }
+    if path == "gateway":
+        stats["server_p50_ms"] = _pct(server_ms, 50)  # the gateway's own latency_ms: no HTTP, no record write
+        stats["server_mean_ms"] = round(float(server_ms.mean()), 3) if server_ms.size else None
+    return stats
+
+
+def answer_agreement(blocks: dict[str, list[Block]]) -> float | None:
+    """Share of images whose greedy answer text is the same on both paths (both do the same work)."""
+    texts: dict[str, dict[int, str]] = {path: {} for path in PATHS}
+    for path in PATHS:
+        for block in blocks[path]:
+            for r in block.replies:
+                if r.ok:
+                    texts[path].setdefault(r.image, _reply_text(path, r.body)[0])
+    common = texts["direct"].keys() & texts["gateway"].keys()
+    if not common:
+        return None
+    return round(sum(texts["direct"][i] == texts["gateway"][i] for i in common) / len(common), 4)
+
+
+def bootstrap_intervals(
+    direct: Sequence[Block], gateway: Sequence[Block], seed: int = 0
+) -> dict[str, list[float] | None]:
+    """95% intervals of the gateway/direct ratios, resampling block pairs (same images, same moment)."""
+    pairs = min(len(direct), len(gateway))
+    names = ("p50", "p95", "throughput")
+    if pairs < 2:
+        return dict.fromkeys(names)
+    lat = {
+        "d": [b.ok_latencies_s() for b in direct[:pairs]],
+        "g": [b.ok_latencies_s() for b in gateway[:pairs]],
+    }
+    ok = {k: np.array([v.size for v in lat[k]], dtype=np.float64) for k in lat}
+    wall = {
+        "d": np.array([b.wall_s for b in direct[:pairs]]),
+        "g": np.array([b.wall_s for b in gateway[:pairs]]),
+    }
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        idx = rng.integers(0, pairs, pairs)
+        d = np.concatenate([lat["d"][i] for i in idx])
+        g = np.concatenate([lat["g"][i] for i in idx])
+        if d.size == 0 or g.size == 0:
+            continue
+        draws["p50"].append(float(np.median(g) / np.median(d)))
+        draws["p95"].append(float(np.percentile(g, 95) / np.percentile(d, 95)))
+        rate_d = ok["d"][idx].sum() / wall["d"][idx].sum()
+        rate_g = ok["g"][idx].sum() / wall["g"][idx].sum()
+        draws["throughput"].append(float(rate_g / rate_d))
+    return {
+        name: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)] if v else None
+        for name, v in draws.items()
+    }
+
+
+def summarize_level(plan: LevelPlan, data: LevelData) -> dict[str, Any]:
+    blocks = data.blocks
+    direct, gateway = path_stats("direct", blocks["direct"]), path_stats("gateway", blocks["gateway"])
+    gateway["app_mean_ms"] = data.app_ms_mean
+    ratios = {
+        "p50": _ratio(gateway["p50_ms"], direct["p50_ms"]),
+        "p95": _ratio(gateway["p95_ms"], direct["p95_ms"]),
+        "throughput": _ratio(gateway["throughput_rps"], direct["throughput_rps"]),
+    }
+    return {
+        "concurrency": plan.concurrency,
+        "requests_per_path": plan.requests,
+        "block": plan.block,
+        "warmup_per_path": plan.warmup,
+        "direct": direct,
+        "gateway": gateway,
+        "ratios": ratios,
+        "ci95": bootstrap_intervals(blocks["direct"], blocks["gateway"]),
+        "met": {
+            "p50": ratios["p50"] is not None and ratios["p50"] <= P50_RATIO_MAX,
+            "throughput": ratios["throughput"] is not None and ratios["throughput"] >= THROUGHPUT_RATIO_MIN,
+        },
+        "answer_agreement": answer_agreement(blocks),
+        "raw": {
+            path: {
+                "latency_ms": [round(r.latency_s * 1000, 3) for b in blocks[path] for r in b.replies],
+                "status": [r.status for b in blocks[path] for r in b.replies],
+                "block_wall_s": [round(b.wall_s, 4) for b in blocks[path]],
+            }
+            for path in PATHS
+        },
+    }
+
+
+def measure(
+    endpoints: Endpoints,
+    payloads: Payloads,
+    plans: Sequence[LevelPlan],
+    timeout_s: float = 120.0,
+    console: Console | None = None,
+) -> list[dict[str, Any]]:
+    """Measure both paths on a running stack, one concurrency after the other; one summary per level."""
+    console = console or Console()
+
+    async def all_levels() -> list[dict[str, Any]]:
+        out, first_image = [], 0
+        for plan in plans:
+            with console.status(
+                f"c={plan.concurrency}: {plan.warmup} warm-up + {plan.requests} requests per path, "
+                f"blocks of {plan.block}"
+            ):
+                started = time.monotonic()
+                data = await measure_level(endpoints, payloads, plan, first_image, timeout_s)
+            console.print(f"c={plan.concurrency}: measured in {time.monotonic() - started:.1f} s")
+            out.append(summarize_level(plan, data))
+            first_image = (first_image + plan.warmup + plan.requests) % len(payloads)
+        return out
+
+    return asyncio.run(all_levels())
+
+
+def _wait_ready(url: str, timeout_s: float = 60.0) -> None:
+    """Wait for the gateway's `/ready` (Redis and vLLM reachable, base model loaded)."""
+    deadline = time.monotonic() + timeout_s
+    last = "no reply"
+    while time.monotonic() < deadline:
+        try:
+            reply = httpx.get(url, timeout=2.0)
+            if reply.status_code == 200:
+                return
+            last = f"{reply.status_code} {reply.text[:200]}"
+        except httpx.HTTPError as err:
+            last = type(err).__name__
+        time.sleep(0.5)
+    raise LaunchError(f"gateway not ready after {timeout_s:.0f} s: {last}")
+
+
+@contextlib.contextmanager
+def local_stack(settings: StackSettings, model: Path, run_dir: Path, console: Console) -> Iterator[Endpoints]:
+    """Redis, vLLM and a gateway (no API keys, no rate limit) on free ports; all stopped on the way out."""
+    host = settings.host
+    started: list[ManagedProcess] = []
+    try:
+        redis_port, vllm_port, gateway_port = free_port(host), free_port(host), free_port(host)
+        with console.status(f"starting Redis on port {redis_port}"):
+            started.append(start_redis(redis_port, run_dir / "redis", run_dir / "redis.log", host))
+        with console.status(f"starting vLLM on port {vllm_port} (about 40 s on 2 cores)"):
+            t0 = time.monotonic()
+            started.append(start_vllm(model, vllm_port, settings, run_dir / "vllm.log"))
+        console.print(f"vLLM ready in {time.monotonic() - t0:.0f} s")
+        vllm_url = f"http://{host}:{vllm_port}"
+        extra = {
+            "TTRV_HOST": host,
+            "TTRV_API_KEYS": "[]",  # explicit, so keys or limits set in the caller's environment do not apply
+            "TTRV_RATE_LIMIT_PER_S": "0",
+            "TTRV_MAX_TOKENS": str(MAX_TOKENS),
+            "TTRV_BASE_MODEL_NAME": SERVED_NAME,
+        }
+        env = gateway_env(f"redis://{host}:{redis_port}/0", vllm_url, gateway_port, extra)
+        with console.status(f"starting the gateway on port {gateway_port}"):
+            started.append(start_gateway(env, run_dir / "gateway.log", host))
+            _wait_ready(f"http://{host}:{gateway_port}/ready")
+        gateway_url = f"http://{host}:{gateway_port}"
+        yield Endpoints(
+            f"{vllm_url}/v1/chat/completions", f"{gateway_url}/v1/answer", f"{gateway_url}/metrics"
+        )
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(interval: list[float] | None) -> str:
+    return "-" if interval is None else f"{interval[0]:.3f}–{interval[1]:.3f}"
+
+
+def _met(ok: bool) -> str:
+    return "[green]yes[/green]" if ok else "[red]NO[/red]"
+
+
+def report_table(result: dict[str, Any]) -> Table:
+    table = Table(title="gateway overhead: POST /v1/answer vs. the same request straight to vLLM")
+    table.add_column("c", justify="right")
+    table.add_column("metric")
+    for name in ("direct", "gateway", "gw/direct", "95% CI"):
+        table.add_column(name, justify="right")
+    table.add_column("target")
+    table.add_column("met")
+    for level in result["levels"]:
+        d, g, r, ci, met = level["direct"], level["gateway"], level["ratios"], level["ci95"], level["met"]
+        c = str(level["concurrency"])
+        table.add_row(
+            c, "p50 latency (ms)", _fmt(d["p50_ms"]), _fmt(g["p50_ms"]), _fmt(r["p50"], 3), _ci(ci["p50"]),
+            f"<= {P50_RATIO_MAX}", _met(met["p50"]),
+        )  # fmt: skip
+        table.add_row(
+            "", "p95 latency (ms)", _fmt(d["p95_ms"]), _fmt(g["p95_ms"]), _fmt(r["p95"], 3), _ci(ci["p95"]),
+            "", "",
+        )  # fmt: skip
+        table.add_row(
+            "", "throughput (req/s)", _fmt(d["throughput_rps"]), _fmt(g["throughput_rps"]),
+            _fmt(r["throughput"], 3), _ci(ci["throughput"]), f">= {THROUGHPUT_RATIO_MIN}",
+            _met(met["throughput"]),
+        )  # fmt: skip
+        failed = f"{d['failed']}/{d['requests']}", f"{g['failed']}/{g['requests']}"
+        style = "red" if d["failed"] or g["failed"] else ""
+        table.add_row("", "failed (non-200)", *failed, "", "", "", "", style=style)
+        table.add_row(
+            "", "p50 inside gateway (ms)", "", _fmt(g["server_p50_ms"]), "", "", "", "", style="dim"
+        )
+        table.add_section()
+    return table
+
+
+def print_report(result: dict[str, Any], console: Console) -> None:
+    console.print(report_table(result))
+    cores = result["machine"]["cpu_count"]
+    console.print(
+        f"machine: {cores} CPU cores. vLLM (API server + engine core), the gateway, Redis and this client "
+        "all run on them, so the gateway's CPU time is taken from vLLM's: the ratios include that contention."
+    )
+    console.print(
+        "latency: client time to the full reply. throughput: successful replies / summed wall time of the "
+        "path's blocks. 'p50 inside gateway': the gateway's own latency_ms (body read to answer; no "
+        "uvicorn/HTTP, no Redis record write). 95% CI: paired bootstrap over block pairs."
+    )
+    for level in result["levels"]:
+        d, g = level["direct"], level["gateway"]
+        if None in (d["mean_ms"], g["mean_ms"], g["server_mean_ms"], g["app_mean_ms"]):
+            continue
+        outside, after = g["mean_ms"] - g["app_mean_ms"], g["app_mean_ms"] - g["server_mean_ms"]
+        console.print(
+            f"c={level['concurrency']} means (ms): direct {d['mean_ms']:.1f}; gateway {g['mean_ms']:.1f} = "
+            f"handler {g['server_mean_ms']:.1f} (body read, checks, the vLLM call) + after it {after:.1f} "
+            f"(record write, response) + outside the app {outside:.1f} (uvicorn, HTTP, waiting for the event "
+            "loop)"
+        )
+    load = result["machine"]["load_1min_before"]
+    if load > 0.5:
+        console.print(
+            f"[yellow]the 1-minute load average was {load:.2f} before the stack started: other work was "
+            "running, and it adds noise to both paths (interleaving keeps the comparison fair)[/yellow]"
+        )
+    for level in result["levels"]:
+        agreement = level["answer_agreement"]
+        if agreement is not None and agreement < 1.0:
+            console.print(
+                f"[yellow]c={level['concurrency']}: only {agreement:.1%} of images got the same answer text "
+                "on both paths: the two bodies may differ[/yellow]"
+            )
+    verdict = "[green]all targets met[/green]" if result["all_met"] else "[red]a target was missed[/red]"
+    console.print(
+        f"targets: p50 ratio <= {P50_RATIO_MAX}, throughput ratio >= {THROUGHPUT_RATIO_MIN}: {verdict}"
+    )
+
+
+def plan_levels(
+    concurrency: Sequence[int], requests: Sequence[int] | None, block: int | None, warmup: int
+) -> list[LevelPlan]:
+    """One plan per concurrency; `requests` is one number for all levels or one per level."""
+    if not concurrency or any(c < 1 for c in concurrency):
+        raise ValueError(f"concurrency must be a list of integers >= 1, not {list(concurrency)}")
+    if requests is None:
+        per_level = [default_requests(c) for c in concurrency]
+    elif len(requests) == 1:
+        per_level = list(requests) * len(concurrency)
+    elif len(requests) == len(concurrency):
+        per_level = list(requests)
+    else:
+        raise ValueError(f"give one request count or one per concurrency level, not {list(requests)}")
+    if any(n < 1 for n in per_level) or (block is not None and block < 1) or warmup < 0:
+        raise ValueError("requests and block must be >= 1 and warmup >= 0")
+    return [
+        LevelPlan(c, n, block or default_block(c), max(warmup, 2 * c))
+        for c, n in zip(concurrency, per_level, strict=True)
+    ]
+
+
+def run(
+    concurrency: Sequence[int] = (1, 16),
+    requests: Sequence[int] | None = None,
+    *,
+    block: int | None = None,
+    warmup: int = 20,
+    timeout_s: float = 120.0,
+    settings: StackSettings | None = None,
+    json_out: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Start a local stack, measure both paths at each concurrency, print the table; returns the results.
+
+    `requests` per path: None for the defaults (300 at c=1, 600 above), one number for every level, or one
+    per level. `block`: requests per interleaved block (default max(20, 4 x concurrency)). `warmup`:
+    requests per path before each level (at least 2 x concurrency). Pass `Console(quiet=True)` to print
+    nothing. Raises `LaunchError` when a process does not start, and `ValueError` on bad arguments.
+    """
+    from adapter.digits.task import PROMPT
+
+    console = console or Console()
+    settings = settings or StackSettings()
+    plans = plan_levels(concurrency, requests, block, warmup)
+    started_at = datetime.now(UTC)
+    run_dir = settings.runs_dir / "bench" / f"gateway-overhead-{started_at:%Y%m%d-%H%M%S}"
+    if settings.model_path is not None:
+        model = settings.model_path
+    else:
+        from adapter.tinymodel.build import ensure_model
+
+        model = ensure_model(settings.home, settings.model_seed, console)
+    payloads = build_payloads(digit_pngs(), PROMPT)
+    load_before = os.getloadavg()[0]  # before our own processes start: other work on the machine
+    console.print(
+        f"gateway overhead on {os.cpu_count()} CPU cores; model {model}; {len(payloads)} held-out digit "
+        f"images; logs in {run_dir}"
+    )
+    try:
+        with local_stack(settings, model, run_dir, console) as endpoints:
+            levels = measure(endpoints, payloads, plans, timeout_s, console)
+    finally:
+        shutil.rmtree(run_dir / "redis", ignore_errors=True)  # the records written during the run
+    result: dict[str, Any] = {
+        "benchmark": "gateway_overhead",
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_1min_before": round(load_before, 2),
+            "load_1min_after": round(os.getloadavg()[0], 2),
+        },
+        "model": str(model),
+        "logs": str(run_dir),
+        "targets": {"p50_ratio_max": P50_RATIO_MAX, "throughput_ratio_min": THROUGHPUT_RATIO_MIN},
+        "method": {
+            "interleave": "blocks direct,gateway,gateway,direct,... with the same images in each pair",
+            "max_tokens": MAX_TOKENS,
+            "timeout_s": timeout_s,
+            "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+        },
+        "levels": levels,
+        "all_met": all(level["met"]["p50"] and level["met"]["throughput"] for level in levels),
+        "failed": sum(level["direct"]["failed"] + level["gateway"]["failed"] for level in levels),
+    }
+    print_report(result, console)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=1) + "\n")
+        console.print(f"results written to {json_out}")
+    return result
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected comma-separated integers, got {text!r}", param_hint=option
+        ) from None
+
+
+def main(
+    requests: Annotated[
+        str | None,
+        typer.Option(
+            help="requests per path: one number for every level, or one per level (default 300,600)"
+        ),
+    ] = None,
+    concurrency: Annotated[str, typer.Option(help="concurrency levels, comma-separated")] = "1,16",
+    block: Annotated[
+        int | None, typer.Option(help="requests per interleaved block (default max(20, 4 x concurrency))")
+    ] = None,
+    warmup: Annotated[int, typer.Option(help="warm-up requests per path before each level")] = 20,
+    timeout_s: Annotated[float, typer.Option(help="timeout of one request, in seconds")] = 120.0,
+    json_out: Annotated[Path | None, typer.Option("--json-out", help="also write the results here")] = None,
+    check: Annotated[bool, typer.Option(help="exit 1 when a target is missed or a request failed")] = False,
+) -> None:
+    """Overhead of the gateway (POST /v1/answer) against the same request sent straight to vLLM."""
+    console = Console()
+    if not console.is_terminal:  # piped or logged: wide enough that the table keeps one line per row
+        console = Console(width=120)
+    levels = _ints(concurrency, "--concurrency")
+    counts = None if requests is None else _ints(requests, "--requests")
+    try:
+        plan_levels(levels, counts, block, warmup)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    try:
+        result = run(levels, counts, block=block, warmup=warmup, timeout_s=timeout_s, json_out=json_out,
+                     console=console)  # fmt: skip
+    except LaunchError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(1) from None
+    if check and (not result["all_met"] or result["failed"]):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,90 @@
+"""The gateway's app factory: resources are built in the lifespan and reached through `server.deps`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from redis.exceptions import RedisError
+
+from server.adapters import AdapterRouter, following
+from server.deps import Gateway
+from server.engine import EngineClient
+from server.errors import install_error_handlers
+from server.limits import InFlight, RateLimiter
+from server.logs import configure_logging
+from server.metrics import GatewayMetrics
+from server.middleware import MetricsMiddleware
+from server.queue import RecordLog
+from server.routes import adapters, answer, feedback, ops
+from server.settings import GatewaySettings
+
+
+def build_gateway(
+    settings: GatewaySettings,
+    metrics: GatewayMetrics,
+    redis: aioredis.Redis | None = None,
+    engine: EngineClient | None = None,
+) -> Gateway:
+    """The gateway's resources; tests pass a fake `redis` and `engine`, production builds real clients."""
+    if redis is None:
+        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0)
+    if engine is None:
+        engine = EngineClient(
+            settings.vllm_url, settings.engine_timeout_s, max_connections=settings.max_in_flight
+        )
+    return Gateway(
+        settings=settings,
+        redis=redis,
+        engine=engine,
+        router=AdapterRouter(redis, engine, settings.base_model_name, settings.adapter_poll_s),
+        records=RecordLog(redis, metrics, settings.image_ttl_s, settings.stream_maxlen, settings.buffer_max),
+        metrics=metrics,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, settings.retry_after_s),
+        in_flight=InFlight(settings.max_in_flight, settings.retry_after_s),
+    )
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    redis: aioredis.Redis | None = None,
+    engine: EngineClient | None = None,
+) -> FastAPI:
+    settings = settings or GatewaySettings()
+    configure_logging(settings.log_json)
+    metrics = GatewayMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = build_gateway(settings, metrics, redis, engine)
+        app.state.gateway = gateway
+        # Redis may be down at start: the gateway still serves answers and buffers records.
+        with contextlib.suppress(RedisError, OSError):
+            await gateway.records.ensure_group()
+        await gateway.router.refresh()
+        flusher = asyncio.create_task(gateway.records.flush_forever())
+        try:
+            async with following(gateway.router):
+                yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await gateway.engine.aclose()
+            await gateway.redis.aclose()
+
+    app = FastAPI(
+        title="ttrv-server",
+        summary="Answers image questions with vLLM and adapts the model to the live stream with TTRV.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (answer, feedback, adapters, ops):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,54 @@
+"""Resources built once in the app's lifespan, reached by routes through `Annotated` dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+
+from server.adapters import AdapterRouter
+from server.auth import check_admin, check_api_key
+from server.engine import EngineClient
+from server.limits import InFlight, RateLimiter
+from server.metrics import GatewayMetrics
+from server.queue import RecordLog
+from server.settings import GatewaySettings
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    redis: aioredis.Redis
+    engine: EngineClient
+    router: AdapterRouter
+    records: RecordLog
+    metrics: GatewayMetrics
+    limiter: RateLimiter
+    in_flight: InFlight
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def client_key(request: Request, gateway: GatewayDep) -> str:
+    """Authenticate a public route; the key (or the client address) is what rate limits count by."""
+    s = gateway.settings
+    key = check_api_key(request, s.api_keys, s.admin_token)
+    who = key or (request.client.host if request.client else "unknown")
+    gateway.limiter.take(who)
+    return who
+
+
+def admin(request: Request, gateway: GatewayDep) -> None:
+    check_admin(request, gateway.settings.admin_token, gateway.settings.api_keys)
+
+
+ClientDep = Annotated[str, Depends(client_key)]
+AdminDep = Annotated[None, Depends(admin)]

@@ -1,0 +1,19 @@
+"""`ttrv serve`: run the gateway with uvicorn (one process; scale out with more gateway processes)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from server.app import create_app
+from server.settings import GatewaySettings
+
+
+def serve(host: str | None = None, port: int | None = None) -> None:
+    settings = GatewaySettings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+        access_log=False,  # the metrics middleware and structured logs cover requests
+    )

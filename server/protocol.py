@@ -1,0 +1,115 @@
+"""Pydantic models of every wire format of the gateway (DESIGN.md, "Wire contract")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+STREAM_PATTERN = r"^[a-z0-9_\-]{1,64}$"
+MAX_SAMPLES = 32
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(
+        min_length=1,
+        description="image bytes, base64, or a data:image/...;base64,... URL (never a remote URL)",
+    )
+    question: str = Field(min_length=1, max_length=4000, description="the question about the image")
+    options: list[str] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=26,
+        description="multiple choice: rendered as A./B./... and the answer is the option's letter",
+    )
+    request_id: str | None = Field(
+        default=None,
+        pattern=REQUEST_ID_PATTERN,
+        description="idempotency key: a repeat returns the first answer",
+    )
+    stream: str = Field(
+        default="default", pattern=STREAM_PATTERN, description="adaptation stream (tenant/domain)"
+    )
+    samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="self-consistency votes at serve time")
+
+
+class AnswerResponse(BaseModel):
+    id: str
+    answer: str = Field(description="the extracted answer: an option letter, or the normalized text")
+    text: str = Field(description="the model's raw text (of the first sample)")
+    adapter_version: int = Field(description="the adapter that produced the answer; 0 = base model")
+    confidence: float | None = Field(description="vote share of `answer` when samples > 1")
+    latency_ms: float
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=REQUEST_ID_PATTERN, description="the `id` of an earlier answer")
+    label: str = Field(
+        min_length=1, max_length=200, description="the true answer, as an answer would be given"
+    )
+
+
+class FeedbackResponse(BaseModel):
+    id: str
+    correct: bool = Field(description="whether the served answer matched the label")
+    adapter_version: int
+
+
+class AdapterInfo(BaseModel):
+    version: int
+    status: str
+    parent: int | None = None
+    created_at: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class AdapterList(BaseModel):
+    current: int
+    versions: list[AdapterInfo]
+
+
+class AdaptationState(BaseModel):
+    paused: bool
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="what is wrong and what to do")
+    type: str
+    param: str | None = None
+    code: int | str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorDetail
+
+
+class ComponentState(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    components: dict[str, ComponentState]
+    adapter_version: int
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope, "description": what}
+    for code, what in {
+        400: "unreadable image or bad field",
+        401: "missing or unknown API key",
+        403: "not allowed (admin route)",
+        413: "image over the byte or pixel limit",
+        415: "unsupported content or image type",
+        422: "request does not match the schema",
+        429: "rate limit, too many in flight, or backlog full (see Retry-After)",
+        503: "engine or Redis unavailable (see Retry-After)",
+    }.items()
+}
