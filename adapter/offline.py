@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from adapter.answers import extract_answer
+from adapter.logprobs import Prompt
 from adapter.lora import LoraSpec
-from adapter.policy import Policy, Prompt, load_image
+from adapter.policy import Policy, load_image
 from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_round
 
 
@@ -73,10 +74,11 @@ def greedy_accuracy(
 ) -> float:
     """Share of rows whose greedy answer equals the label (after the same answer extraction as serving)."""
     correct = 0
-    for prompt, row in zip(prompts, rows, strict=True):
-        (completion,) = policy.sample(prompt, 1, 0.0, max_new_tokens)
-        answer = extract_answer(policy.decode(completion), None)
-        correct += answer is not None and answer == extract_answer(row.answer, None)
+    for lo in range(0, len(prompts), 256):
+        samples = policy.sample(prompts[lo : lo + 256], 1, 0.0, max_new_tokens)
+        for (completion,), row in zip(samples, rows[lo : lo + 256], strict=True):
+            answer = extract_answer(policy.decode(completion), None)
+            correct += answer is not None and answer == extract_answer(row.answer, None)
     return correct / max(1, len(rows))
 
 
@@ -95,12 +97,12 @@ def adapt(
         order = list(range(len(prompts)))
         rng.shuffle(order)
         for lo in range(0, len(order), cfg.records_per_round):
-            rollouts = []
-            for i in order[lo : lo + cfg.records_per_round]:
-                completions = policy.sample(
-                    prompts[i], cfg.samples, cfg.temperature, cfg.max_new_tokens, generator
-                )
-                rollouts.append(Rollout(prompts[i], completions, [policy.decode(c) for c in completions]))
+            chosen = [prompts[i] for i in order[lo : lo + cfg.records_per_round]]
+            sampled = policy.sample(chosen, cfg.samples, cfg.temperature, cfg.max_new_tokens, generator)
+            rollouts = [
+                Rollout(p, completions, [policy.decode(c) for c in completions])
+                for p, completions in zip(chosen, sampled, strict=True)
+            ]
             groups, stats = build_groups(rollouts, cfg.round, rng)
             history.append(train_round(policy, groups, cfg.round, stats, rng))
             on_round(len(history), history[-1])

@@ -8,7 +8,7 @@ model for the KL term is the same network with the adapter disabled: no second c
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -16,17 +16,8 @@ from peft import PeftModel
 from PIL import Image
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-from adapter.logprobs import completion_logprobs
+from adapter.logprobs import Prompt, Row, batch_inputs, buckets, row_logprobs, unique_rows
 from adapter.lora import LoraSpec, attach_lora
-
-
-@dataclass
-class Prompt:
-    """One model input: the chat prompt's token ids and its image's patches."""
-
-    ids: torch.Tensor  # (L,)
-    pixel_values: torch.Tensor
-    image_grid_thw: torch.Tensor
 
 
 def load_image(data: bytes) -> Image.Image:
@@ -34,7 +25,9 @@ def load_image(data: bytes) -> Image.Image:
 
 
 class Policy:
-    def __init__(self, model_dir: Path, spec: LoraSpec, adapter: Path | None = None, seed: int = 0):
+    def __init__(
+        self, model_dir: Path, spec: LoraSpec, adapter: Path | None = None, seed: int = 0, max_rows: int = 512
+    ):
         """The base model at `model_dir` with a LoRA: loaded from `adapter` (a version folder) or fresh."""
         torch.manual_seed(seed)
         # fp32 on CPU; bf16 where a GPU is used (the served engine's dtype should then match).
@@ -53,6 +46,14 @@ class Policy:
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
         self.eos_id = int(tokenizer.eos_token_id)
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        self.max_rows = max_rows  # rows per forward pass; bounds activation memory
+        # Vision placeholders are never an answer, and a sampled one would break the next forward pass
+        # (the model counts image tokens to place image features), so sampling never draws them.
+        cfg = self.model.config
+        self.suppressed = sorted(
+            {cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id, cfg.vision_end_token_id}
+        )
 
     def prompt(self, image: Image.Image, question: str) -> Prompt:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
@@ -64,75 +65,57 @@ class Policy:
             batch["image_grid_thw"].to(self.device),
         )
 
-    def logprobs(
-        self, prompt: Prompt, completions: list[list[int]], reference: bool = False
-    ) -> list[torch.Tensor]:
-        """Per-token log-probs of `completions`; with `reference`, under the base model (adapter off)."""
-
-        def run() -> list[torch.Tensor]:
-            return completion_logprobs(
-                self.model, prompt.ids, prompt.pixel_values, prompt.image_grid_thw,
-                completions, self.image_token_id, self.pad_id,
-            )  # fmt: skip
-
+    def logprobs(self, rows: Sequence[Row], reference: bool = False) -> list[torch.Tensor]:
+        """Per-token log-probs of each (prompt, completion); with `reference`, under the base model."""
         if not reference:
-            return run()
+            return row_logprobs(self.model, rows, self.image_token_id, self.pad_id, self.max_rows)
         with self.model.disable_adapter():
-            return run()
+            return row_logprobs(self.model, rows, self.image_token_id, self.pad_id, self.max_rows)
 
     @torch.no_grad()
     def sample(
         self,
-        prompt: Prompt,
+        prompts: Sequence[Prompt],
         n: int,
         temperature: float,
         max_new_tokens: int,
         generator: torch.Generator | None = None,
-    ) -> list[list[int]]:
-        """`n` completions drawn from the policy itself (in-process rollouts for offline runs and benchmarks).
+    ) -> list[list[list[int]]]:
+        """`n` completions of each prompt, drawn from the policy itself (in-process rollouts).
 
-        A plain loop that re-runs the whole sequence each step, without a KV cache: answers here are a few
-        tokens long, and it keeps the inputs exactly those of `logprobs`. Temperature 0 is greedy.
+        A plain loop over steps, without a KV cache, batching every unfinished row of every prompt: answers
+        here are a few tokens long, and the inputs stay exactly those `logprobs` scores. Temperature 0 is
+        greedy. Each completion ends with the end-of-turn token when the model emitted it.
         """
-        done: list[list[int]] = [[] for _ in range(n)]
+        rows: list[tuple[Prompt, list[int]]] = [(p, []) for p in prompts for _ in range(n)]
         for _ in range(max_new_tokens):
-            open_rows = [i for i, c in enumerate(done) if not c or c[-1] != self.eos_id]
+            open_rows = [i for i, (_, c) in enumerate(rows) if not c or c[-1] != self.eos_id]
             if not open_rows:
                 break
-            logits = self._next_token_logits(prompt, [done[i] for i in open_rows])
+            logits = self._next_token_logits([rows[i] for i in open_rows])
+            logits[:, self.suppressed] = float("-inf")
             if temperature <= 0:
                 picked = logits.argmax(-1)
             else:
-                probs = torch.softmax(logits.float() / temperature, dim=-1)
+                probs = torch.softmax(logits / temperature, dim=-1)
                 picked = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-            for row, token in zip(open_rows, picked.tolist(), strict=True):
-                done[row].append(int(token))
-        return done
+            for i, token in zip(open_rows, picked.tolist(), strict=True):
+                rows[i][1].append(int(token))
+        return [[rows[k * n + j][1] for j in range(n)] for k in range(len(prompts))]
 
-    def _next_token_logits(self, prompt: Prompt, partial: list[list[int]]) -> torch.Tensor:
-        n, length = len(partial), prompt.ids.shape[0]
-        width = max(len(p) for p in partial)
-        ids = torch.full((n, length + width), self.pad_id, dtype=torch.long, device=self.device)
-        ids[:, :length] = prompt.ids
-        mask = torch.zeros_like(ids)
-        mask[:, :length] = 1
-        for i, p in enumerate(partial):
-            ids[i, length : length + len(p)] = torch.tensor(p, dtype=torch.long)
-            mask[i, length : length + len(p)] = 1
-        types = torch.zeros_like(ids)
-        types[:, :length] = (prompt.ids == self.image_token_id).long()
-        logits = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            mm_token_type_ids=types,
-            pixel_values=prompt.pixel_values.repeat(n, 1),
-            image_grid_thw=prompt.image_grid_thw.repeat(n, 1),
-        ).logits
-        last = torch.tensor([length + len(p) - 1 for p in partial], device=self.device)
-        return logits[torch.arange(n, device=self.device), last]
+    def _next_token_logits(self, rows: Sequence[Row]) -> torch.Tensor:
+        """Next-token logits of each row; identical rows (all n at the first step) are run once."""
+        distinct, where = unique_rows(rows)
+        out = torch.empty(len(distinct), self.vocab_size, device=self.device)
+        for idx in buckets(distinct, self.max_rows):
+            inputs = batch_inputs([distinct[i] for i in idx], self.image_token_id, self.pad_id)
+            logits = self.model(**inputs).logits
+            last = inputs["attention_mask"].sum(-1) - 1
+            out[idx] = logits[torch.arange(len(idx), device=self.device), last].float()
+        return out[torch.tensor(where, device=self.device)]
 
-    def decode(self, completion: list[int]) -> str:
-        return str(self.processor.tokenizer.decode(completion, skip_special_tokens=True))
+    def decode(self, completion: Sequence[int]) -> str:
+        return str(self.processor.tokenizer.decode(list(completion), skip_special_tokens=True))
 
     def save(self, path: Path) -> None:
         self.model.save_pretrained(path)

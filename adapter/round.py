@@ -16,7 +16,8 @@ import torch
 
 from adapter.answers import extract_answer
 from adapter.grpo import group_advantages, is_informative, k3_kl, ppo_clip_loss
-from adapter.policy import Policy, Prompt
+from adapter.logprobs import Prompt
+from adapter.policy import Policy
 from adapter.rewards import RewardKind, compute_rewards, vote_stats
 
 
@@ -121,10 +122,13 @@ def train_round(
     """Update the policy's LoRA in place on `groups`; returns `stats` with the update's numbers filled in."""
     if not groups:
         return stats
+    rows = [(g.prompt, c) for g in groups for c in g.completions]
     with torch.no_grad():
-        for g in groups:
-            g.old_logp = [t.detach() for t in policy.logprobs(g.prompt, g.completions)]
-            g.ref_logp = [t.detach() for t in policy.logprobs(g.prompt, g.completions, reference=True)]
+        old_all, ref_all = policy.logprobs(rows), policy.logprobs(rows, reference=True)
+    at = 0
+    for g in groups:
+        g.old_logp, g.ref_logp = old_all[at : at + len(g.completions)], ref_all[at : at + len(g.completions)]
+        at += len(g.completions)
     params = [p for p in policy.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses, kls, clips = [], [], []
@@ -133,7 +137,7 @@ def train_round(
         rng.shuffle(order)
         for lo in range(0, len(order), cfg.records_per_step):
             batch = [groups[i] for i in order[lo : lo + cfg.records_per_step]]
-            new = [lp for g in batch for lp in policy.logprobs(g.prompt, g.completions)]
+            new = policy.logprobs([(g.prompt, c) for g in batch for c in g.completions])
             logp, mask = _padded(new)
             old, _ = _padded([lp for g in batch for lp in g.old_logp])
             ref, _ = _padded([lp for g in batch for lp in g.ref_logp])

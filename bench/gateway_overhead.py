@@ -11,7 +11,9 @@ to the complete reply; throughput is successful replies over the summed wall tim
 The direct body is what the gateway itself sends (`server.chat.image_chat_body` with the gateway's
 defaults: greedy, n=1, 32 tokens, priority 0), so the difference is the gateway's own work: HTTP in and
 out, JSON and base64 decoding, the image check, the backlog check and the Redis record write, the metrics.
-The 95% intervals of the ratios come from resampling block pairs (a paired bootstrap).
+The 95% intervals of the ratios come from resampling block pairs (a paired bootstrap). Below the table,
+the gateway's mean latency is split (its handler, after it, outside the app; from its replies' `latency_ms`
+and its `/metrics`) and the CPU time per request of each local process is given (from `/proc`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ MAX_TOKENS = 32  # the gateway's default TTRV_MAX_TOKENS; pinned in its environm
 PATHS = ("direct", "gateway")
 JSON_HEADERS = {"content-type": "application/json"}
 BOOTSTRAP_RESAMPLES = 2000
+BUSY_WARNING = 0.3  # cores busy with other work before the run above which the report warns
 
 
 def default_requests(concurrency: int) -> int:
@@ -70,6 +73,7 @@ class Endpoints:
     direct_url: str  # vLLM's /v1/chat/completions
     gateway_url: str  # the gateway's /v1/answer
     gateway_metrics_url: str | None = None  # its /metrics: time spent inside the app, for the breakdown
+    process_groups: tuple[tuple[str, int], ...] = ()  # (name, process group) of local processes: CPU use
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class Payloads:
 
 
 def build_payloads(pngs: Sequence[bytes], question: str) -> Payloads:
-    """The direct body is byte for byte what the gateway sends vLLM for `{"image", "question"}`."""
+    """The direct body is the JSON object the gateway sends vLLM for `{"image", "question"}`."""
     options: dict[str, Any] = {"mime": "image/png", "n": 1, "temperature": 0.0, "priority": 0}
     direct = [
         json.dumps(image_chat_body(SERVED_NAME, png, question, max_tokens=MAX_TOKENS, **options)).encode()
@@ -186,10 +190,79 @@ async def app_time(client: httpx.AsyncClient, url: str | None) -> tuple[float, f
     return (found["sum"], found["count"]) if len(found) == 2 else None
 
 
+def group_cpu_s(pgid: int) -> float | None:
+    """CPU seconds (user + system) used so far by the live processes of one process group; None off Linux."""
+    ticks = 0
+    try:
+        stats = list(Path("/proc").glob("[0-9]*/stat"))
+        per_s = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    for stat in stats:
+        try:
+            text = stat.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # from field 3 (state) on; the name may hold spaces
+        if int(fields[2]) == pgid:  # field 5: process group
+            ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return ticks / per_s
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds all processes on the machine have used so far (not idle, not I/O wait); None off Linux."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_snapshot(groups: Sequence[tuple[str, int]]) -> dict[str, float | None]:
+    """CPU seconds so far of each local process group, of this client process ("client") and of the
+    whole machine ("machine")."""
+    times = os.times()
+    return {name: group_cpu_s(pgid) for name, pgid in groups} | {
+        "client": times.user + times.system,
+        "machine": machine_busy_s(),
+    }
+
+
+def other_busy_cores(
+    before: dict[str, float | None], after: dict[str, float | None], wall_s: float
+) -> float | None:
+    """Cores busy with work other than this benchmark's processes, on average over `wall_s`."""
+    deltas = {
+        name: end - start
+        for name, start in before.items()
+        if start is not None and (end := after.get(name)) is not None
+    }
+    if "machine" not in deltas or wall_s <= 0 or len(deltas) < 2:
+        return None
+    ours = sum(v for name, v in deltas.items() if name != "machine")
+    return round(max(0.0, deltas["machine"] - ours) / wall_s, 2)
+
+
+def cpu_per_request_ms(
+    before: dict[str, float | None], after: dict[str, float | None], requests: dict[str, int]
+) -> dict[str, float]:
+    """CPU ms per request: vLLM and the client per request of either path, the rest per gateway request."""
+    out: dict[str, float] = {}
+    for name, start in before.items():
+        end = after.get(name)
+        if start is None or end is None or name == "machine":
+            continue
+        n = requests["both"] if name in ("vllm", "client") else requests["gateway"]
+        out[name] = round(1000 * (end - start) / max(n, 1), 3)
+    return out
+
+
 @dataclass(frozen=True)
 class LevelData:
     blocks: dict[str, list[Block]]
     app_ms_mean: float | None  # mean time inside the gateway app (metrics middleware) over measured blocks
+    cpu_ms: dict[str, float]  # CPU per request by process, over the measured blocks
+    other_cores: float | None  # cores busy with other work meanwhile (noise)
 
 
 async def measure_level(
@@ -210,6 +283,7 @@ async def measure_level(
             await run_block(clients[path], urls[path], payloads.bodies(path), warm, plan.concurrency)
         start = first_image + plan.warmup
         before = await app_time(gateway, endpoints.gateway_metrics_url)
+        cpu_before, measure_started = cpu_snapshot(endpoints.process_groups), time.perf_counter()
         for k, lo in enumerate(range(0, plan.requests, plan.block)):
             images = [(start + i) % n for i in range(lo, min(lo + plan.block, plan.requests))]
             for path in PATHS if k % 2 == 0 else PATHS[::-1]:
@@ -217,11 +291,18 @@ async def measure_level(
                     clients[path], urls[path], payloads.bodies(path), images, plan.concurrency
                 )
                 blocks[path].append(block)
+        cpu_after, measure_s = cpu_snapshot(endpoints.process_groups), time.perf_counter() - measure_started
         after = await app_time(gateway, endpoints.gateway_metrics_url)
     app_ms_mean = None
     if before is not None and after is not None and after[1] > before[1]:
         app_ms_mean = round(1000 * (after[0] - before[0]) / (after[1] - before[1]), 3)
-    return LevelData(blocks, app_ms_mean)
+    counts = {"gateway": plan.requests, "both": 2 * plan.requests}
+    return LevelData(
+        blocks,
+        app_ms_mean,
+        cpu_per_request_ms(cpu_before, cpu_after, counts),
+        other_busy_cores(cpu_before, cpu_after, measure_s),
+    )
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
@@ -252,6 +333,10 @@ def path_stats(path: str, blocks: Sequence[Block]) -> dict[str, Any]:
         "ok": int(ok_ms.size),
         "failed": len(replies) - int(ok_ms.size),
         "failed_statuses": dict(Counter(str(r.status) for r in replies if not r.ok)),
+        "failed_samples": [  # the first few failed replies, to see what went wrong
+            {"status": r.status, "body": r.body[:300].decode(errors="replace")}
+            for r in [r for r in replies if not r.ok][:5]
+        ],
         "p50_ms": _pct(ok_ms, 50),
         "p95_ms": _pct(ok_ms, 95),
         "mean_ms": round(float(ok_ms.mean()), 3) if ok_ms.size else None,
@@ -337,6 +422,8 @@ def summarize_level(plan: LevelPlan, data: LevelData) -> dict[str, Any]:
             "throughput": ratios["throughput"] is not None and ratios["throughput"] >= THROUGHPUT_RATIO_MIN,
         },
         "answer_agreement": answer_agreement(blocks),
+        "cpu_ms_per_request": data.cpu_ms,
+        "other_busy_cores": data.other_cores,
         "raw": {
             path: {
                 "latency_ms": [round(r.latency_s * 1000, 3) for b in blocks[path] for r in b.replies],
@@ -373,6 +460,25 @@ def measure(
         return out
 
     return asyncio.run(all_levels())
+
+
+def busy_cores(window_s: float = 2.0) -> float | None:
+    """Cores busy (not idle, not waiting for I/O) over `window_s`, from /proc/stat; None off Linux."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(window_s)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 == total0:
+        return None
+    return round((busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1), 2)
 
 
 def _wait_ready(url: str, timeout_s: float = 60.0) -> None:
@@ -418,7 +524,10 @@ def local_stack(settings: StackSettings, model: Path, run_dir: Path, console: Co
             _wait_ready(f"http://{host}:{gateway_port}/ready")
         gateway_url = f"http://{host}:{gateway_port}"
         yield Endpoints(
-            f"{vllm_url}/v1/chat/completions", f"{gateway_url}/v1/answer", f"{gateway_url}/metrics"
+            f"{vllm_url}/v1/chat/completions",
+            f"{gateway_url}/v1/answer",
+            f"{gateway_url}/metrics",
+            tuple((proc.name, proc.pid) for proc in started),  # each leads its own process group
         )
     finally:
         for proc in reversed(started):
@@ -471,6 +580,24 @@ def report_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def breakdown_lines(level: dict[str, Any]) -> list[str]:
+    """Where the gateway's time goes at one level: its mean latency split up, and CPU per request."""
+    lines = []
+    c, d, g, cpu = level["concurrency"], level["direct"], level["gateway"], level["cpu_ms_per_request"]
+    if None not in (d["mean_ms"], g["mean_ms"], g["server_mean_ms"], g["app_mean_ms"]):
+        outside, after = g["mean_ms"] - g["app_mean_ms"], g["app_mean_ms"] - g["server_mean_ms"]
+        lines.append(
+            f"c={c} means (ms): direct {d['mean_ms']:.1f}; gateway {g['mean_ms']:.1f} = handler "
+            f"{g['server_mean_ms']:.1f} (body read, checks, the vLLM call) + after it {after:.1f} (record "
+            f"write, response) + outside the app {outside:.1f} (uvicorn, HTTP, waiting for the event loop)"
+        )
+    if cpu:
+        both = ", ".join(f"{name} {cpu[name]:.1f}" for name in ("vllm", "client") if name in cpu)
+        gateway_only = ", ".join(f"{name} {cpu[name]:.1f}" for name in ("gateway", "redis") if name in cpu)
+        lines.append(f"c={c} CPU per request (ms): {both} (either path); {gateway_only} (gateway path only)")
+    return lines
+
+
 def print_report(result: dict[str, Any], console: Console) -> None:
     console.print(report_table(result))
     cores = result["machine"]["cpu_count"]
@@ -484,23 +611,21 @@ def print_report(result: dict[str, Any], console: Console) -> None:
         "uvicorn/HTTP, no Redis record write). 95% CI: paired bootstrap over block pairs."
     )
     for level in result["levels"]:
-        d, g = level["direct"], level["gateway"]
-        if None in (d["mean_ms"], g["mean_ms"], g["server_mean_ms"], g["app_mean_ms"]):
-            continue
-        outside, after = g["mean_ms"] - g["app_mean_ms"], g["app_mean_ms"] - g["server_mean_ms"]
+        for line in breakdown_lines(level):
+            console.print(line)
+    busy = result["machine"]["busy_cores_before"]
+    if busy is not None and busy > BUSY_WARNING:
         console.print(
-            f"c={level['concurrency']} means (ms): direct {d['mean_ms']:.1f}; gateway {g['mean_ms']:.1f} = "
-            f"handler {g['server_mean_ms']:.1f} (body read, checks, the vLLM call) + after it {after:.1f} "
-            f"(record write, response) + outside the app {outside:.1f} (uvicorn, HTTP, waiting for the event "
-            "loop)"
-        )
-    load = result["machine"]["load_1min_before"]
-    if load > 0.5:
-        console.print(
-            f"[yellow]the 1-minute load average was {load:.2f} before the stack started: other work was "
-            "running, and it adds noise to both paths (interleaving keeps the comparison fair)[/yellow]"
+            f"[yellow]{busy:.2f} cores were busy with other work just before the stack started: it adds "
+            "noise to both paths (interleaving keeps the comparison fair)[/yellow]"
         )
     for level in result["levels"]:
+        other = level["other_busy_cores"]
+        if other is not None and other > BUSY_WARNING:
+            console.print(
+                f"[yellow]c={level['concurrency']}: other work kept {other:.2f} cores busy on average while "
+                "it was measured: both paths got less CPU, the ratios are noisier[/yellow]"
+            )
         agreement = level["answer_agreement"]
         if agreement is not None and agreement < 1.0:
             console.print(
@@ -567,7 +692,7 @@ def run(
 
         model = ensure_model(settings.home, settings.model_seed, console)
     payloads = build_payloads(digit_pngs(), PROMPT)
-    load_before = os.getloadavg()[0]  # before our own processes start: other work on the machine
+    busy_before = busy_cores()  # before our own processes start: other work on the machine
     console.print(
         f"gateway overhead on {os.cpu_count()} CPU cores; model {model}; {len(payloads)} held-out digit "
         f"images; logs in {run_dir}"
@@ -585,8 +710,7 @@ def run(
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "load_1min_before": round(load_before, 2),
-            "load_1min_after": round(os.getloadavg()[0], 2),
+            "busy_cores_before": busy_before,
         },
         "model": str(model),
         "logs": str(run_dir),
@@ -629,7 +753,9 @@ def main(
     block: Annotated[
         int | None, typer.Option(help="requests per interleaved block (default max(20, 4 x concurrency))")
     ] = None,
-    warmup: Annotated[int, typer.Option(help="warm-up requests per path before each level")] = 20,
+    warmup: Annotated[
+        int, typer.Option(help="warm-up requests per path before each level (at least 2 x concurrency)")
+    ] = 20,
     timeout_s: Annotated[float, typer.Option(help="timeout of one request, in seconds")] = 120.0,
     json_out: Annotated[Path | None, typer.Option("--json-out", help="also write the results here")] = None,
     check: Annotated[bool, typer.Option(help="exit 1 when a target is missed or a request failed")] = False,

@@ -102,6 +102,31 @@ def data(
         console.print(f"{paths['adapt'].parent}: adapt.jsonl, eval.jsonl")
 
 
+@app.command("worker")
+def worker() -> None:
+    """Run the adaptation worker on the live stream (settings: TTRV_* variables, see the README)."""
+    from adapter.settings import WorkerSettings
+    from adapter.worker import run_worker
+
+    run_worker(WorkerSettings())
+
+
+@app.command("adapt")
+def adapt(
+    data: Annotated[Path, typer.Argument(help="unlabeled adaptation rows (TTRV JSONL)")],
+    eval_rows: Annotated[Path, typer.Option("--eval", help="labeled evaluation rows (TTRV JSONL)")],
+    model: Annotated[Path | None, typer.Option(help="model folder (default: the built-in model)")] = None,
+    reward: Annotated[str, typer.Option(help="ttrv, frequency, majority or random (control)")] = "ttrv",
+    seed: Annotated[int, typer.Option(help="seed of sampling and shuffling")] = 0,
+    out: Annotated[Path | None, typer.Option(help="save the adapted LoRA here")] = None,
+) -> None:
+    """The paper's protocol: adapt on unlabeled rows, then print greedy accuracy before and after."""
+    from adapter.offline_cli import adapt_command
+
+    adapt_command(data, eval_rows, model or _settings().home / "models" / "tiny-qwen2vl-digits-s0",
+                  reward, seed, out, console)  # fmt: skip
+
+
 @app.command("demo")
 def demo() -> None:
     """The main job on embedded defaults: build the model if missing, start Redis and vLLM, answer a digit."""

@@ -25,7 +25,8 @@ class AdapterNotLoadedError(Exception):
 
 class EngineClient:
     def __init__(self, base_url: str, timeout_s: float, max_connections: int = 256):
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # A small keep-alive pool: httpcore scans idle connections on every request.
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32)
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits)
 
     async def aclose(self) -> None:

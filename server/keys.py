@@ -41,3 +41,5 @@ def adapter_name(version: int, base_name: str) -> str:
 
 
 DEAD_LETTERS = PREFIX + "requests:dead"  # stream: REQUESTS entries the worker gave up on (fields + reason)
+
+ADAPTER_NEXT_VERSION = PREFIX + "adapters:next"  # INCR: the last version number handed out (never reused)

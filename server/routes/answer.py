@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -22,6 +23,7 @@ from server.protocol import ERROR_RESPONSES, AnswerRequest, AnswerResponse
 from server.queue import Record
 
 router = APIRouter()
+log = logging.getLogger("ttrv.gateway")
 
 _BODY_SCHEMA = {
     "requestBody": {
@@ -116,7 +118,8 @@ async def _complete(gateway: Gateway, req: AnswerRequest, image: CheckedImage) -
             if attempt == 2 or route.path is None:
                 break
             await gateway.router.reload(route)
-        except EngineUnavailableError:
+        except EngineUnavailableError as err:
+            log.warning("engine unavailable for %s: %s", route.name, err)
             break
     raise APIError(503, "the model engine is unavailable; retry after a moment", "engine_unavailable",
                    retry_after_s=s.retry_after_s)  # fmt: skip

@@ -1,0 +1,7 @@
+"""`python -m adapter`: run the adaptation worker (the same as `ttrv worker`)."""
+
+from adapter.settings import WorkerSettings
+from adapter.worker import run_worker
+
+if __name__ == "__main__":
+    run_worker(WorkerSettings())

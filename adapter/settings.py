@@ -1,0 +1,75 @@
+"""Settings of the adaptation worker, from `TTRV_*` environment variables (the only place they are read).
+
+Every field says what it does; `ttrv worker --help` and the README's configuration reference list them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTRV_", extra="ignore")
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6390/0", description="Redis holding records and adapters"
+    )
+    vllm_url: str = Field(default="http://127.0.0.1:8100", description="the serving vLLM (used for rollouts)")
+    base_model_name: str = Field(default="base", description="name vLLM serves the base model under")
+    home: Path = Field(
+        default=Path.home() / ".cache" / "ttrv", description="cache folder (models/, adapters/)"
+    )
+    model_seed: int = Field(default=0, description="seed of the built-in model, when model_path is unset")
+    model_path: Path | None = Field(
+        default=None, description="the served model's Hugging Face folder (default: the built-in model)"
+    )
+    adapter_dir: Path | None = Field(
+        default=None,
+        description="versions are saved here as vN/; vLLM must read the same folder (default: home/adapters)",
+    )
+    consumer_name: str = Field(default="worker-1", description="consumer name in the stream's group")
+    metrics_port: int = Field(default=9101, description="port of the worker's Prometheus /metrics")
+
+    round_min_records: int = Field(default=64, description="new records that start a round")
+    round_interval_s: float = Field(
+        default=60.0, description="a round also starts after this long, if any record"
+    )
+    round_max_records: int = Field(default=128, description="new records one round trains on at most")
+    replay_share: float = Field(
+        default=1.0,
+        description="replayed recent records per new record in a round (~2 epochs as in the paper)",
+    )
+    samples: int = Field(default=32, ge=2, le=64, description="answers sampled per record for the vote (N)")
+    keep: int = Field(default=16, ge=2, description="answers per record used in the loss (K <= N)")
+    temperature: float = Field(default=1.0, description="rollout sampling temperature")
+    max_tokens: int = Field(default=8, description="longest sampled answer, in tokens")
+    rollout_priority: int = Field(default=10, description="vLLM priority of rollouts (answers use 0: first)")
+    reward: Literal["ttrv", "frequency", "majority", "random"] = Field(
+        default="ttrv", description="ttrv: p(a) - alpha*H/log M; frequency; majority (TTRL); random (control)"
+    )
+    alpha: float = Field(
+        default=0.75, description="weight of the normalised answer entropy in the TTRV reward"
+    )
+    lr: float = Field(default=3e-4, description="AdamW learning rate of the LoRA")
+    epochs: int = Field(default=1, description="passes over a round's records")
+    lora_rank: int = Field(default=8, description="LoRA rank (vLLM's --max-lora-rank must be at least this)")
+    lora_vision: bool = Field(default=True, description="adapt the vision tower and merger too")
+    kl_coef: float = Field(default=0.001, description="weight of the k3 KL to the base model")
+    max_deliveries: int = Field(default=5, description="deliveries after which a record is dead-lettered")
+    claim_idle_ms: int = Field(
+        default=60_000, description="take over a crashed worker's records after this idle"
+    )
+    swap_grace_s: float = Field(default=30.0, description="keep the previous version loaded this long")
+    seed: int = Field(default=0, description="seed of sampling and shuffling")
+
+    @property
+    def model_folder(self) -> Path:
+        return self.model_path or self.home / "models" / f"tiny-qwen2vl-digits-s{self.model_seed}"
+
+    @property
+    def adapters_folder(self) -> Path:
+        return self.adapter_dir or self.home / "adapters"

@@ -1,0 +1,58 @@
+"""Adapter versions on disk and in the registry: immutable folders `vN/`, numbered by Redis, never reused.
+
+A version folder holds PEFT's files and `metadata.json`; it is written under a temporary name and renamed,
+so vLLM (which reads the folder lazily, at first use) never sees a half-written adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from adapter.policy import Policy
+from server import keys
+
+
+def version_dir(adapter_dir: Path, version: int) -> Path:
+    return adapter_dir / f"v{version}"
+
+
+async def next_version(redis: aioredis.Redis) -> int:
+    """A fresh version number: INCR is atomic, so two workers never get the same one."""
+    return int(await redis.incr(keys.ADAPTER_NEXT_VERSION))
+
+
+async def current_version(redis: aioredis.Redis) -> int:
+    return int(await redis.get(keys.ADAPTER_CURRENT) or 0)
+
+
+def save_version(policy: Policy, adapter_dir: Path, version: int, metadata: dict[str, Any]) -> Path:
+    final = version_dir(adapter_dir, version)
+    tmp = adapter_dir / f".v{version}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    policy.save(tmp)
+    meta = {"version": version, "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **metadata}
+    (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.rename(final)
+    return final
+
+
+async def register(
+    redis: aioredis.Redis, version: int, path: Path, status: str, metadata: dict[str, Any]
+) -> None:
+    entry = {"path": str(path), "status": status, **metadata}
+    await redis.hset(keys.ADAPTER_VERSIONS, str(version), json.dumps(entry))
+
+
+async def set_status(redis: aioredis.Redis, version: int, status: str) -> None:
+    raw = await redis.hget(keys.ADAPTER_VERSIONS, str(version))
+    if raw is not None:
+        entry = json.loads(raw)
+        entry["status"] = status
+        await redis.hset(keys.ADAPTER_VERSIONS, str(version), json.dumps(entry))

@@ -1,0 +1,206 @@
+"""`ttrv worker`: adapt the served model to the live stream, one round at a time.
+
+Loop: poll the request stream; when enough new records have arrived (or enough time has passed with at
+least one), run a round: sample N answers per record from the serving vLLM with the round's starting
+adapter (low priority), score them with the TTRV reward, update the LoRA with GRPO, save the result as a new
+immutable version, register it, and promote it (load into vLLM under its own name, move the pointer). Only
+then are the round's records acknowledged: a crash before that leaves them pending, and they come back.
+
+Until the canary gate lands, a round promotes its result directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from adapter.consumer import StreamConsumer
+from adapter.lora import LoraSpec
+from adapter.metrics import WorkerMetrics
+from adapter.policy import Policy, load_image
+from adapter.records import StreamRecord
+from adapter.rollouts import VllmRollouts
+from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_round
+from adapter.settings import WorkerSettings
+from adapter.versions import next_version, register, save_version, set_status
+from server import keys
+from server.adapters import AdapterRouter
+from server.answering import render_question
+from server.engine import EngineClient
+
+log = logging.getLogger("ttrv.worker")
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics | None = None):
+        self.s = settings
+        self.metrics = metrics or WorkerMetrics()
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.consumer = StreamConsumer(
+            self.redis, settings.consumer_name,
+            max_deliveries=settings.max_deliveries, claim_idle_ms=settings.claim_idle_ms,
+        )  # fmt: skip
+        self.engine = EngineClient(settings.vllm_url, timeout_s=300.0)
+        self.router = AdapterRouter(self.redis, self.engine, settings.base_model_name, poll_s=1.0)
+        self.spec = LoraSpec(
+            rank=settings.lora_rank, alpha=2.0 * settings.lora_rank, vision=settings.lora_vision
+        )
+        self.round_cfg = RoundConfig(
+            reward=settings.reward, alpha=settings.alpha, keep=settings.keep, lr=settings.lr,
+            epochs=settings.epochs, kl_coef=settings.kl_coef,
+        )  # fmt: skip
+        self.rng = random.Random(settings.seed)
+        self.policy: Policy | None = None
+        self.policy_version = -1
+        self.rollouts: VllmRollouts | None = None
+        self.last_round = time.monotonic()
+
+    def _load_policy(self, version: int, path: str | None) -> Policy:
+        """The training copy, starting from `version` at `path` (0: a fresh LoRA on the base model)."""
+        if self.policy is None or self.policy_version != version:
+            adapter = Path(path) if version and path else None
+            self.policy = Policy(self.s.model_folder, self.spec, adapter=adapter, seed=self.s.seed)
+            self.policy_version = version
+            banned = self.policy.suppressed
+            if self.rollouts is None:
+                self.rollouts = VllmRollouts(self.s.vllm_url, self.s.rollout_priority, banned)
+        return self.policy
+
+    async def run_forever(self) -> None:
+        self.s.adapters_folder.mkdir(parents=True, exist_ok=True)
+        await self.consumer.start()
+        while True:
+            await self.step(block_ms=1000)
+
+    async def step(self, block_ms: int) -> RoundStats | None:
+        """One poll; a round if it is due. Returns the round's stats when one ran."""
+        await self.consumer.poll(block_ms=block_ms)
+        backlog = await self.consumer.backlog()
+        self.metrics.queue_length.set(backlog["queue_length"])
+        self.metrics.queue_pending.set(backlog["pending"])
+        fresh = self.consumer.fresh()
+        due = len(fresh) >= self.s.round_min_records or (
+            fresh and time.monotonic() - self.last_round >= self.s.round_interval_s
+        )
+        if not due or await self.redis.get(keys.ADAPTATION_PAUSED):
+            return None
+        return await self.run_round(fresh[: self.s.round_max_records])
+
+    async def _rollout(self, policy: Policy, model: str, record: StreamRecord) -> Rollout | None:
+        assert self.rollouts is not None
+        image = await self.redis.get(record.image_key)
+        if image is None:
+            log.warning("image of %s expired before adaptation; record skipped", record.request_id)
+            return None
+        question = render_question(record.question, record.options)
+        sampled = await self.rollouts.sample(
+            model, image, question, self.s.samples, self.s.temperature, self.s.max_tokens
+        )
+        prompt = policy.prompt(load_image(image), question)
+        if sampled.prompt_token_ids != prompt.ids.tolist():
+            log.error("vLLM and the trainer tokenized %s differently; record skipped", record.request_id)
+            return None
+        self.metrics.rollouts.inc(len(sampled.completions))
+        return Rollout(prompt, sampled.completions, sampled.texts, record.options)
+
+    async def run_round(self, fresh: list[StreamRecord]) -> RoundStats:
+        started = time.monotonic()
+        self.last_round = started
+        route = await self.router.refresh()  # the registry's current version and its folder
+        parent, model = route.version, route.name
+        policy = self._load_policy(parent, route.path)
+        replayed = self._replayed(len(fresh))
+        results = await asyncio.gather(*(self._rollout(policy, model, r) for r in fresh + replayed))
+        rollouts = [r for r in results if r is not None]
+        groups, stats = build_groups(rollouts, self.round_cfg, self.rng)
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            stats = await asyncio.to_thread(train_round, policy, groups, self.round_cfg, stats, self.rng)
+        finally:
+            keepalive.cancel()
+        self._observe(stats)
+        if stats.steps == 0:
+            # Nothing to learn from (every group unanimous): the records are used, no version is made.
+            await self.consumer.commit(fresh)
+            self.metrics.rounds.labels("no_signal").inc()
+            return stats
+        version = await next_version(self.redis)
+        metadata = {
+            "parent": parent,
+            "records": len(fresh),
+            "replayed": len(replayed),
+            "record_ids": [r.request_id for r in fresh],
+            "steps": stats.steps,
+            "metrics": {k: v for k, v in stats.as_dict().items() if k not in ("records", "steps")},
+            "settings": {"reward": self.s.reward, "lr": self.s.lr, "rank": self.s.lora_rank},
+        }
+        path = await asyncio.to_thread(save_version, policy, self.s.adapters_folder, version, metadata)
+        await register(self.redis, version, path, "candidate", metadata)
+        self.policy_version = version  # the in-memory policy is now exactly this version
+        await self._promote(version, parent)
+        await self.consumer.commit(fresh)
+        self.metrics.rounds.labels("promoted").inc()
+        self.metrics.round_duration.observe(time.monotonic() - started)
+        log.info("round done: v%d from v%d, %d records, %d steps", version, parent, len(fresh), stats.steps)
+        return stats
+
+    async def _promote(self, version: int, previous: int) -> None:
+        started = time.monotonic()
+        try:
+            await self.router.promote(version)
+        except Exception:
+            self.metrics.swaps.labels("failed").inc()
+            await set_status(self.redis, version, "rejected")
+            raise
+        await set_status(self.redis, version, "promoted")
+        self.metrics.swaps.labels("ok").inc()
+        self.metrics.swap_duration.observe(time.monotonic() - started)
+        self.metrics.adapter_version.set(version)
+        if previous:
+            asyncio.get_running_loop().call_later(
+                self.s.swap_grace_s,
+                lambda: asyncio.ensure_future(
+                    self.engine.unload_adapter(keys.adapter_name(previous, self.s.base_model_name))
+                ),
+            )
+
+    def _replayed(self, n_fresh: int) -> list[StreamRecord]:
+        buffer = self.consumer.replay_buffer()
+        k = min(len(buffer), int(n_fresh * self.s.replay_share))
+        return self.rng.sample(buffer, k)
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.s.claim_idle_ms / 3000))
+            with contextlib.suppress(Exception):
+                await self.consumer.keepalive()
+
+    def _observe(self, stats: RoundStats) -> None:
+        self.metrics.reward_mean.set(stats.reward_mean)
+        self.metrics.agreement.set(stats.agreement_mean)
+        self.metrics.entropy.set(stats.entropy_ratio_mean)
+
+    async def aclose(self) -> None:
+        if self.rollouts is not None:
+            await self.rollouts.aclose()
+        await self.engine.aclose()
+        await self.redis.aclose()
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    worker = Worker(settings)
+    worker.metrics.serve(settings.metrics_port)
+
+    async def main() -> None:
+        try:
+            await worker.run_forever()
+        finally:
+            await worker.aclose()
+
+    asyncio.run(main())
