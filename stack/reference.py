@@ -35,12 +35,13 @@ def settings_reference() -> str:
         "# Configuration reference",
         "",
         "Every setting is an environment variable with the `TTRV_` prefix, read by one pydantic-settings",
-        "class per process. Generated from the code by `python -m stack.reference` (a test keeps it in sync).",
+        "class per process. Generated from the code by `python -m stack.reference`; a test keeps it in sync.",
     ]
     for title, cls in SECTIONS:
         lines += ["", f"## {title}", "", "| variable | default | what |", "|---|---|---|"]
         for name, field in cls.model_fields.items():
-            default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
+            factory = field.default_factory
+            default = field.default if factory is None else factory()  # type: ignore[call-arg]
             lines.append(f"| `TTRV_{name.upper()}` | {_default(default)} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
 

@@ -14,5 +14,7 @@ def test_reference_matches_the_code() -> None:
 
 
 def test_every_setting_has_help_text() -> None:
-    missing = [f"{cls.__name__}.{n}" for _, cls in SECTIONS for n, f in cls.model_fields.items() if not f.description]
+    missing = [
+        f"{cls.__name__}.{n}" for _, cls in SECTIONS for n, f in cls.model_fields.items() if not f.description
+    ]
     assert not missing, f"settings without a description: {missing}"
