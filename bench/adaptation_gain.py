@@ -234,7 +234,7 @@ def paired_differences(runs: Sequence[dict[str, Any]], reward: str) -> list[floa
 def _pm(cell: dict[str, Any]) -> str:
     std = "n/a" if math.isnan(cell["delta_std"]) else f"{cell['delta_std']:.1f}"
     return (
-        f"{cell['delta_mean']:+.1f} ± {std}\n[{cell['delta_min']:+.1f} .. {cell['delta_max']:+.1f}]\n"
+        f"{cell['delta_mean']:+.1f} ± {std}\n({cell['delta_min']:+.1f} .. {cell['delta_max']:+.1f})\n"
         f"clean {cell['clean_after_mean']:.1f} (min {cell['clean_after_min']:.1f})\n"
         f"collapsed {cell['collapsed']}/{cell['n']}"
     )
@@ -247,7 +247,7 @@ def report_table(result: dict[str, Any]) -> Table:
     table = Table(
         title=f"Adaptation gain: change of held-out greedy accuracy, points (severity {result['severity']}, "
         f"seeds {seeds[0]}..{seeds[-1]})",
-        caption="cell: mean ± sample std [min .. max] over seeds; clean accuracy after adaptation, mean "
+        caption="cell: mean ± sample std (min .. max) over seeds; clean accuracy after adaptation, mean "
         "(lowest seed); runs collapsed. real?: mean - mean(control) > max(std, std(control)) and mean > std",
         show_lines=True,
     )
@@ -293,7 +293,7 @@ def _load_previous(json_out: Path | None, config: dict[str, Any], console: Conso
 def _shared_config(overrides: dict[str, Any]) -> dict[str, Any]:
     """The settings every reward of a sweep shares: `AdaptConfig.as_dict()` without the reward."""
     config = make_config(CONTROL, **overrides).as_dict()
-    round_cfg = dict(config["round"])  # type: ignore[call-overload]
+    round_cfg = dict(config["round"])
     round_cfg.pop("reward")
     return {**config, "round": round_cfg}
 
@@ -407,7 +407,7 @@ def run(
                 "runs": runs,
             }
         )
-        if json_out is not None:
+        if json_out is not None and not report_only:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(result, indent=1) + "\n")
         return result
@@ -460,7 +460,7 @@ def run(
         )
     finish()
     console.print(report_table(result))
-    if json_out is not None:
+    if json_out is not None and not report_only:
         console.print(f"results written to {json_out}")
     return result
 
@@ -536,13 +536,14 @@ def main(
             shift_list,
             severity,
             range(seed_start, seed_start + seeds),
-            reward_list,  # type: ignore[arg-type]
+            reward_list,
             overrides=overrides,
             model_dir=model,
             data_root=data_root,
             json_out=json_out,
             resume=resume,
             verify=verify,
+            report_only=report_only,
             threads=threads,
             console=console,
         )

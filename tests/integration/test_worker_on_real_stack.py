@@ -195,6 +195,11 @@ def test_worker_killed_mid_round_loses_no_record(
             time.sleep(0.2)
         while time.monotonic() < deadline and pending(worker_redis) > 0:
             time.sleep(0.2)
+        # The worker's own /metrics reports the round from real events.
+        metrics = httpx.get(f"http://127.0.0.1:{env['TTRV_METRICS_PORT']}/metrics", timeout=5).text
+        assert 'ttrv_adaptation_rounds_total{result="promoted"} 1.0' in metrics
+        assert f"ttrv_rollouts_total {ROUND * 16}.0" in metrics
+        assert f"ttrv_adapter_version {version_before + 1}.0" in metrics
     finally:
         os.killpg(successor.pid, signal.SIGTERM)
         successor.wait(15)
