@@ -63,6 +63,10 @@ class WorkerSettings(BaseSettings):
     claim_idle_ms: int = Field(
         default=60_000, description="take over a crashed worker's records after this idle"
     )
+    gate_share: float = Field(
+        default=0.25, description="share of a round's new records held back for the gate"
+    )
+    gate_min_records: int = Field(default=8, description="fewest held-back records for the gate to run")
     swap_grace_s: float = Field(default=30.0, description="keep the previous version loaded this long")
     seed: int = Field(default=0, description="seed of sampling and shuffling")
 

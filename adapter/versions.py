@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from adapter.gate import GateDecision
 from adapter.policy import Policy
 from server import keys
 
@@ -56,3 +57,13 @@ async def set_status(redis: aioredis.Redis, version: int, status: str) -> None:
         entry = json.loads(raw)
         entry["status"] = status
         await redis.hset(keys.ADAPTER_VERSIONS, str(version), json.dumps(entry))
+
+
+async def record_decision(redis: aioredis.Redis, version: int, decision: GateDecision) -> None:
+    """Store the gate's decision and reasons with the version (shown by GET /v1/adapters)."""
+    raw = await redis.hget(keys.ADAPTER_VERSIONS, str(version))
+    entry = json.loads(raw) if raw is not None else {}
+    entry["status"] = "candidate" if decision.passed else "rejected"
+    entry["reasons"] = decision.reasons
+    entry["metrics"] = {**entry.get("metrics", {}), **decision.metrics}
+    await redis.hset(keys.ADAPTER_VERSIONS, str(version), json.dumps(entry))

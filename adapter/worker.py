@@ -20,7 +20,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from adapter.answers import extract_answer
 from adapter.consumer import StreamConsumer
+from adapter.gate import GateConfig, GateDecision, SliceStats, decide, slice_stats
 from adapter.lora import LoraSpec
 from adapter.metrics import WorkerMetrics
 from adapter.policy import Policy, load_image
@@ -28,7 +30,7 @@ from adapter.records import StreamRecord
 from adapter.rollouts import VllmRollouts
 from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_round
 from adapter.settings import WorkerSettings
-from adapter.versions import next_version, register, save_version, set_status
+from adapter.versions import next_version, record_decision, register, save_version, set_status
 from server import keys
 from server.adapters import AdapterRouter
 from server.answering import render_question
@@ -55,6 +57,7 @@ class Worker:
             reward=settings.reward, alpha=settings.alpha, keep=settings.keep, lr=settings.lr,
             epochs=settings.epochs, kl_coef=settings.kl_coef,
         )  # fmt: skip
+        self.gate_cfg = GateConfig()
         self.rng = random.Random(settings.seed)
         self.policy: Policy | None = None
         self.policy_version = -1
@@ -110,14 +113,19 @@ class Worker:
         return Rollout(prompt, sampled.completions, sampled.texts, record.options)
 
     async def run_round(self, fresh: list[StreamRecord]) -> RoundStats:
+        """Sample, train, save a candidate, gate it, promote or reject it; then acknowledge the records."""
         started = time.monotonic()
         self.last_round = started
         route = await self.router.refresh()  # the registry's current version and its folder
         parent, model = route.version, route.name
         policy = self._load_policy(parent, route.path)
-        replayed = self._replayed(len(fresh))
-        results = await asyncio.gather(*(self._rollout(policy, model, r) for r in fresh + replayed))
-        rollouts = [r for r in results if r is not None]
+        held_out, train = self._split(fresh)
+        replayed = self._replayed(len(train))
+        results = await asyncio.gather(
+            *(self._rollout(policy, model, r) for r in held_out + train + replayed)
+        )
+        gate_now = [r for r in results[: len(held_out)] if r is not None]
+        rollouts = [r for r in results[len(held_out) :] if r is not None]
         groups, stats = build_groups(rollouts, self.round_cfg, self.rng)
         keepalive = asyncio.create_task(self._keepalive())
         try:
@@ -131,24 +139,57 @@ class Worker:
             self.metrics.rounds.labels("no_signal").inc()
             return stats
         version = await next_version(self.redis)
-        metadata = {
+        metadata: dict[str, object] = {
             "parent": parent,
-            "records": len(fresh),
+            "records": len(train),
+            "held_out": len(held_out),
             "replayed": len(replayed),
-            "record_ids": [r.request_id for r in fresh],
+            "record_ids": [r.request_id for r in train],
             "steps": stats.steps,
             "metrics": {k: v for k, v in stats.as_dict().items() if k not in ("records", "steps")},
             "settings": {"reward": self.s.reward, "lr": self.s.lr, "rank": self.s.lora_rank},
         }
         path = await asyncio.to_thread(save_version, policy, self.s.adapters_folder, version, metadata)
         await register(self.redis, version, path, "candidate", metadata)
-        self.policy_version = version  # the in-memory policy is now exactly this version
-        await self._promote(version, parent)
+        decision = await self.gate(version, path, held_out, gate_now)
+        await record_decision(self.redis, version, decision)
+        if decision.passed:
+            self.policy_version = version  # the in-memory policy is now exactly this version
+            await self._promote(version, parent)
+            self.metrics.rounds.labels("promoted").inc()
+        else:
+            self.policy_version = -1  # the next round starts again from the current version's weights
+            await self.engine.unload_adapter(keys.adapter_name(version, self.s.base_model_name))
+            self.metrics.rounds.labels("rejected").inc()
+            log.warning("candidate v%d rejected: %s", version, "; ".join(decision.reasons))
         await self.consumer.commit(fresh)
-        self.metrics.rounds.labels("promoted").inc()
         self.metrics.round_duration.observe(time.monotonic() - started)
-        log.info("round done: v%d from v%d, %d records, %d steps", version, parent, len(fresh), stats.steps)
+        log.info("round done: v%d from v%d, %d records, %d steps", version, parent, len(train), stats.steps)
         return stats
+
+    def _split(self, fresh: list[StreamRecord]) -> tuple[list[StreamRecord], list[StreamRecord]]:
+        """Hold back a share of the new records for the gate: they are never trained on in this round."""
+        n = int(len(fresh) * self.s.gate_share)
+        if n < self.s.gate_min_records:
+            return [], fresh
+        chosen = set(self.rng.sample(range(len(fresh)), n))
+        return [r for i, r in enumerate(fresh) if i in chosen], [
+            r for i, r in enumerate(fresh) if i not in chosen
+        ]
+
+    async def gate(
+        self, version: int, path: Path, held_out: list[StreamRecord], current: list[Rollout]
+    ) -> GateDecision:
+        """Sample the held-back records with the candidate (loaded under its own name, not routed to) and
+        compare its answers with the current version's on the same records."""
+        if not current:
+            return GateDecision(True, [], {"gate_records": 0.0})
+        assert self.policy is not None
+        name = keys.adapter_name(version, self.s.base_model_name)
+        await self.engine.load_adapter(name, str(path))
+        results = await asyncio.gather(*(self._rollout(self.policy, name, r) for r in held_out))
+        candidate = [r for r in results if r is not None]
+        return decide(_slice(candidate), _slice(current), self.gate_cfg)
 
     async def _promote(self, version: int, previous: int) -> None:
         started = time.monotonic()
@@ -191,6 +232,11 @@ class Worker:
             await self.rollouts.aclose()
         await self.engine.aclose()
         await self.redis.aclose()
+
+
+def _slice(rollouts: list[Rollout]) -> SliceStats:
+    answers = [[extract_answer(t, r.options) for t in r.texts] for r in rollouts]
+    return slice_stats(answers, [[len(c) for c in r.completions] for r in rollouts])
 
 
 def run_worker(settings: WorkerSettings) -> None:

@@ -19,11 +19,15 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+import torch
+from PIL import Image
 
 from adapter.digits.dataset import stream_split
 from adapter.digits.task import PROMPT
+from adapter.gate import GateDecision
 from adapter.round import RoundStats
 from adapter.settings import WorkerSettings
+from adapter.versions import next_version, register, save_version
 from adapter.worker import Worker
 from server import keys
 from server.metrics import GatewayMetrics
@@ -35,6 +39,7 @@ from tests.integration.conftest import VllmServer
 from tests.integration.helpers import greedy_answer, png_bytes
 
 ROUND = 24
+GATED_ROUND = 32  # 8 of them held back for the gate
 
 
 @pytest.fixture(scope="module")
@@ -81,20 +86,20 @@ def write_records(redis_url: str, first: int, count: int, tag: str) -> list[str]
 
 
 def settings(redis_url: str, vllm: VllmServer, adapter_dir: Path, **extra: object) -> WorkerSettings:
-    return WorkerSettings(
-        redis_url=redis_url,
-        vllm_url=vllm.base_url,
-        model_path=vllm.model_dir,
-        adapter_dir=adapter_dir,
-        round_min_records=ROUND,
-        samples=16,
-        keep=8,
-        max_tokens=4,
-        lr=3e-3,  # large on purpose: one short round must visibly move the answers
-        replay_share=0.0,
-        swap_grace_s=0.5,
-        **extra,
-    )
+    values: dict[str, object] = {
+        "redis_url": redis_url,
+        "vllm_url": vllm.base_url,
+        "model_path": vllm.model_dir,
+        "adapter_dir": adapter_dir,
+        "round_min_records": ROUND,
+        "samples": 16,
+        "keep": 8,
+        "max_tokens": 4,
+        "lr": 3e-3,  # large on purpose: one short round must visibly move the answers
+        "replay_share": 0.0,
+        "swap_grace_s": 0.5,
+    }
+    return WorkerSettings(**{**values, **extra})
 
 
 def pending(redis_url: str, consumer: str | None = None) -> int:
@@ -211,3 +216,86 @@ def test_worker_killed_mid_round_loses_no_record(
     assert pending(worker_redis) == 0
     with httpx.Client(base_url=vllm_server.base_url) as http:
         assert keys.adapter_name(version, "base") in {m["id"] for m in http.get("/v1/models").json()["data"]}
+
+
+def test_a_round_with_the_gate_stores_its_decision(
+    worker_redis: str, vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    write_records(worker_redis, 200, GATED_ROUND, "gated")
+
+    async def scenario() -> None:
+        worker = Worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-gated", lr=3e-4))
+        try:
+            await worker.consumer.start()
+            records = worker.consumer.fresh() or await worker.consumer.poll(block_ms=0)
+            await worker.run_round(records[:GATED_ROUND])
+        finally:
+            await worker.aclose()
+
+    asyncio.run(scenario())
+    client = redis.Redis.from_url(worker_redis)
+    version = int(client.get(keys.ADAPTER_NEXT_VERSION))
+    entry = json.loads(client.hget(keys.ADAPTER_VERSIONS, str(version)))
+    assert entry["status"] in ("promoted", "rejected")
+    assert entry["metrics"]["gate_records"] == 8.0
+    assert entry["held_out"] == 8
+    assert len(entry["record_ids"]) == GATED_ROUND - 8
+    if entry["status"] == "rejected":
+        assert entry["reasons"]
+
+
+def test_a_candidate_trained_to_one_constant_answer_is_rejected(
+    worker_redis: str, vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    write_records(worker_redis, 300, 16, "collapse")
+
+    async def scenario() -> GateDecision:
+        worker = Worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-collapse"))
+        try:
+            policy = worker._load_policy(0, None)
+            # Supervised steps toward answering "1" to every image: the collapse the paper's runs showed.
+            images = stream_split("adapt", "contrast", 4, seed=0).images[:32]
+            prompts = [policy.prompt(Image.fromarray(im), PROMPT) for im in images]
+            one = policy.processor.tokenizer.convert_tokens_to_ids("1")
+            params = [p for p in policy.model.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=1e-2)
+            for _ in range(40):
+                loss = -torch.stack(
+                    [lp.sum() for lp in policy.logprobs([(p, [one, policy.eos_id]) for p in prompts])]
+                )
+                opt.zero_grad()
+                loss.mean().backward()
+                opt.step()
+            version = await next_version(worker.redis)
+            path = save_version(policy, tmp_path, version, {"parent": 0})
+            await register(worker.redis, version, path, "candidate", {"parent": 0})
+            await worker.consumer.start()
+            held_out = worker.consumer.fresh() or await worker.consumer.poll(block_ms=0)
+            current = [await worker._rollout(policy, vllm_server.served_name, r) for r in held_out]
+            return await worker.gate(version, path, held_out, [r for r in current if r is not None])
+        finally:
+            await worker.aclose()
+
+    decision = asyncio.run(scenario())
+    assert not decision.passed
+    assert any("collapse onto one answer" in reason for reason in decision.reasons), decision.reasons
+
+
+def test_a_paused_worker_runs_no_round(worker_redis: str, vllm_server: VllmServer, tmp_path: Path) -> None:
+    write_records(worker_redis, 350, ROUND, "paused")
+    client = redis.Redis.from_url(worker_redis)
+    client.set(keys.ADAPTATION_PAUSED, "1")  # what POST /v1/adaptation/pause sets
+
+    async def scenario() -> RoundStats | None:
+        worker = Worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-paused"))
+        try:
+            await worker.consumer.start()
+            return await worker.step(block_ms=0)
+        finally:
+            await worker.aclose()
+
+    try:
+        assert asyncio.run(scenario()) is None
+        assert pending(worker_redis, "w-paused") == ROUND, "paused: records are held, not trained on or acked"
+    finally:
+        client.delete(keys.ADAPTATION_PAUSED)

@@ -1,0 +1,115 @@
+"""The canary gate: a candidate version is promoted only if it has not collapsed, judged without labels.
+
+Raw test-time RL swings widely from run to run and sometimes collapses (shared/notes: onto the empty
+answer, onto one constant letter). The gate compares the candidate with the current version on the same
+held-back records (never trained on), from answers each of them sampled:
+
+- unparseable answers rising: the candidate's parseable share drops by more than `max_parseable_drop`;
+- output-length collapse: its mean answer length falls below `min_length_ratio` of the current one's;
+- collapse onto one class: one answer takes over the records' majority answers (it is the majority answer
+  of at least `collapse_top_share` of the records, up by more than `max_top_share_rise`): different images
+  no longer get different answers, however confident the votes look;
+- where labels exist (a probe file, delayed feedback), accuracy must not drop by more than `tolerance`.
+
+>>> now = SliceStats(agreement=0.80, top_share=0.15, parseable=1.0, mean_length=2.0, records=40)
+>>> decide(SliceStats(0.85, 0.17, 1.0, 2.0, 40), now, GateConfig()).passed
+True
+>>> collapsed = SliceStats(agreement=0.99, top_share=0.90, parseable=1.0, mean_length=2.0, records=40)
+>>> decide(collapsed, now, GateConfig()).reasons
+['collapse onto one answer: agreement 0.99, top answer 90% of records (was 15%)']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from adapter.rewards import vote_stats
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    max_parseable_drop: float = 0.10
+    min_length_ratio: float = 0.5
+    collapse_top_share: float = 0.5
+    max_top_share_rise: float = 0.30
+    tolerance: float = 0.02  # accuracy points (as a fraction) a labelled check may lose
+
+
+@dataclass(frozen=True)
+class SliceStats:
+    """How one version answered the held-back records."""
+
+    agreement: float  # mean share of the majority answer in each record's votes
+    top_share: float  # share of records whose majority answer is the most common majority answer
+    parseable: float  # mean share of parseable answers
+    mean_length: float  # mean answer length in tokens
+    records: int
+
+
+def slice_stats(answers: Sequence[Sequence[str | None]], lengths: Sequence[Sequence[int]]) -> SliceStats:
+    """Statistics of sampled answers, one list of votes (and token lengths) per record.
+
+    >>> slice_stats([["7", "7", "1"], ["3", None, "3"]], [[2, 2, 2], [2, 5, 2]]).top_share
+    0.5
+    """
+    votes = [vote_stats(a) for a in answers]
+    majorities = Counter(v.majority for v in votes if v.majority is not None)
+    n = max(1, len(votes))
+    flat = [x for row in lengths for x in row]
+    return SliceStats(
+        agreement=sum(v.agreement for v in votes) / n,
+        top_share=(majorities.most_common(1)[0][1] / n) if majorities else 0.0,
+        parseable=sum(v.parseable_share for v in votes) / n,
+        mean_length=sum(flat) / max(1, len(flat)),
+        records=len(votes),
+    )
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def decide(
+    candidate: SliceStats,
+    current: SliceStats,
+    cfg: GateConfig,
+    accuracy: dict[str, tuple[float, float]] | None = None,
+) -> GateDecision:
+    """Pass or reject `candidate` against `current`.
+
+    `accuracy` maps each labelled check (probe set, delayed feedback) to (candidate, current) accuracy.
+    """
+    reasons = []
+    if candidate.parseable < current.parseable - cfg.max_parseable_drop:
+        reasons.append(
+            f"unparseable answers rising: parseable {candidate.parseable:.0%} (was {current.parseable:.0%})"
+        )
+    if current.mean_length > 0 and candidate.mean_length < cfg.min_length_ratio * current.mean_length:
+        reasons.append(
+            f"output length collapse: {candidate.mean_length:.1f} tokens (was {current.mean_length:.1f})"
+        )
+    takeover = candidate.top_share > current.top_share + cfg.max_top_share_rise
+    if candidate.top_share >= cfg.collapse_top_share and takeover:
+        reasons.append(
+            f"collapse onto one answer: agreement {candidate.agreement:.2f}, "
+            f"top answer {candidate.top_share:.0%} of records (was {current.top_share:.0%})"
+        )
+    for name, (cand, cur) in (accuracy or {}).items():
+        if cand < cur - cfg.tolerance:
+            reasons.append(f"{name} accuracy dropped: {cand:.1%} (was {cur:.1%})")
+    metrics = {
+        "gate_agreement": candidate.agreement,
+        "gate_top_share": candidate.top_share,
+        "gate_parseable": candidate.parseable,
+        "gate_mean_length": candidate.mean_length,
+        "gate_records": float(candidate.records),
+    }
+    for name, (cand, cur) in (accuracy or {}).items():
+        metrics[f"{name}_accuracy"] = cand
+        metrics[f"{name}_accuracy_current"] = cur
+    return GateDecision(not reasons, reasons, metrics)
