@@ -221,6 +221,31 @@ def real_gain(cell: dict[str, Any], control: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def gain_verdict(runs: Sequence[dict[str, Any]], reward: str) -> dict[str, Any]:
+    """`real_gain` of `reward` against the control over the seeds both have (one shift's runs)."""
+    seeds = sorted(
+        {r["seed"] for r in runs if r["reward"] == reward}
+        & {r["seed"] for r in runs if r["reward"] == CONTROL}
+    )
+    if not seeds:
+        return {"seeds": [], "real": False, "decidable": False, "paired_differences": []}
+    cell, control = (
+        summarize(
+            sorted((r for r in runs if r["reward"] == kind and r["seed"] in seeds), key=lambda r: r["seed"])
+        )
+        for kind in (reward, CONTROL)
+    )
+    return {
+        "seeds": seeds,
+        "delta_mean": cell["delta_mean"],
+        "delta_std": cell["delta_std"],
+        "control_delta_mean": control["delta_mean"],
+        "control_delta_std": control["delta_std"],
+        **real_gain(cell, control),
+        "paired_differences": paired_differences(runs, reward),
+    }
+
+
 def paired_differences(runs: Sequence[dict[str, Any]], reward: str) -> list[float]:
     """Per seed: held-out change under `reward` minus under the control (same seed, same start)."""
     by = {(r["reward"], r["seed"]): r["delta_points"] for r in runs}
@@ -246,7 +271,7 @@ def report_table(result: dict[str, Any]) -> Table:
     seeds = result["seeds"]
     table = Table(
         title=f"Adaptation gain: change of held-out greedy accuracy, points (severity {result['severity']}, "
-        f"seeds {seeds[0]}..{seeds[-1]})",
+        f"seeds {seeds[0]}..{seeds[-1]} requested; n per cell under collapsed)",
         caption="cell: mean ± sample std (min .. max) over seeds; clean accuracy after adaptation, mean "
         "(lowest seed); runs collapsed. real?: mean - mean(control) > max(std, std(control)) and mean > std",
         show_lines=True,
@@ -263,13 +288,13 @@ def report_table(result: dict[str, Any]) -> Table:
         row += [_pm(cells[r]) if r in cells else "-" for r in rewards]
         for reward in tested if CONTROL in rewards else []:
             verdict = result["gains"].get(shift, {}).get(reward)
-            if verdict is None:
+            if verdict is None or not verdict["seeds"]:
                 row.append("-")
             else:
                 mark = "[green]yes[/green]" if verdict["real"] else "no"
                 row.append(
                     f"{mark}\n{verdict['vs_control_points']:+.1f} vs ctrl\n"
-                    f"noise {verdict['noise_points']:.1f}"
+                    f"noise {verdict['noise_points']:.1f}\nn={len(verdict['seeds'])} paired"
                 )
         table.add_row(*row)
     return table
@@ -286,7 +311,7 @@ def _load_previous(json_out: Path | None, config: dict[str, Any], console: Conso
     previous = json.loads(json_out.read_text())
     if previous.get("config") != config:
         raise ValueError(f"{json_out} holds runs made with other settings; use another --json-out")
-    console.print(f"resuming: {len(previous['runs'])} runs already in {json_out}")
+    console.print(f"read {len(previous['runs'])} earlier runs from {json_out}")
     return list(previous["runs"])
 
 
@@ -319,7 +344,8 @@ def run(
     `overrides` are `make_config` keywords (lr, epochs, passes, keep, kl_coef, min_agreement,
     records_per_round). With `resume`, runs already in `json_out` under the same settings are kept and not
     repeated; the results file is rewritten after every run, so an interrupted sweep loses at most one run.
-    With `report_only`, nothing runs: the table is built from the runs in `json_out` that match the grid.
+    With `report_only`, nothing runs: the table and the summaries in `json_out` are rebuilt from its runs
+    that match the grid (the runs themselves are kept as they are).
     """
     console = console or Console()
     torch.set_num_threads(threads)
@@ -371,12 +397,7 @@ def run(
             if CONTROL in cells:
                 shift_runs = [r for r in wanted if r["shift"] == shift]
                 gains[shift] = {
-                    reward: {
-                        **real_gain(cells[reward], cells[CONTROL]),
-                        "paired_differences": paired_differences(shift_runs, reward),
-                    }
-                    for reward in cells
-                    if reward != CONTROL
+                    reward: gain_verdict(shift_runs, reward) for reward in cells if reward != CONTROL
                 }
         result.update(
             {
@@ -407,7 +428,7 @@ def run(
                 "runs": runs,
             }
         )
-        if json_out is not None and not report_only:
+        if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(result, indent=1) + "\n")
         return result
@@ -460,7 +481,7 @@ def run(
         )
     finish()
     console.print(report_table(result))
-    if json_out is not None and not report_only:
+    if json_out is not None:
         console.print(f"results written to {json_out}")
     return result
 
@@ -488,7 +509,9 @@ def main(
     ] = None,
     model: Annotated[Path | None, typer.Option(help="model folder (default: the built-in model)")] = None,
     data_root: Annotated[Path | None, typer.Option(help="data folder (default: <TTRV_HOME>/data)")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json-out", help="write all raw numbers here")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json-out", help="write all raw numbers here (replaced unless --resume)")
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="keep runs already in --json-out (same settings) and run only the rest")
     ] = False,
@@ -496,7 +519,7 @@ def main(
         bool, typer.Option(help="also run adapter.offline.run_offline once and check it agrees")
     ] = False,
     report_only: Annotated[
-        bool, typer.Option(help="run nothing: print the table of the matching runs in --json-out")
+        bool, typer.Option(help="run nothing: re-summarise the matching runs in --json-out")
     ] = False,
     threads: Annotated[int, typer.Option(help="torch threads (1 leaves the other cores to others)")] = 1,
 ) -> None:
