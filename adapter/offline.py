@@ -8,7 +8,6 @@ server and many seeds fit in a benchmark.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,32 +20,13 @@ from adapter.logprobs import Prompt
 from adapter.lora import LoraSpec
 from adapter.policy import Policy, load_image
 from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_round
-
-
-@dataclass(frozen=True)
-class Row:
-    id: str
-    prompt: str
-    image_path: Path
-    answer: str | None
+from clients.rows import Row
+from clients.rows import read_rows as iter_rows
 
 
 def read_rows(path: Path) -> list[Row]:
-    """TTRV rows from a JSONL file; image paths are relative to the file's folder."""
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            raw = json.loads(line)
-            image = Path(raw["image_path"])
-            rows.append(
-                Row(
-                    raw["id"],
-                    raw["prompt"],
-                    image if image.is_absolute() else path.parent / image,
-                    raw.get("answer"),
-                )
-            )
-    return rows
+    """TTRV rows from a JSONL file (image paths resolved against the file's folder), as a list."""
+    return list(iter_rows(path))
 
 
 @dataclass(frozen=True)
