@@ -33,6 +33,10 @@ def adapt_command(
         table.add_column(col, justify="right")
     before, after = float(result["before"]), float(result["after"])  # type: ignore[arg-type]
     table.add_row(
-        f"{before:.1%}", f"{after:.1%}", f"{100 * (after - before):+.1f} pt", str(result["rounds"]), str(result["steps"])
+        f"{before:.1%}",
+        f"{after:.1%}",
+        f"{100 * (after - before):+.1f} pt",
+        str(result["rounds"]),
+        str(result["steps"]),
     )
     console.print(table)
