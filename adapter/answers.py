@@ -139,3 +139,13 @@ def make_extractor(options: Sequence[str] | None = None) -> Extractor:
 
         return choice
     return normalize_free_form
+
+
+def matches_label(answer: str, label: str) -> bool:
+    """Whether an extracted answer matches a label written as a person would ("7.", "b" for option B).
+
+    >>> matches_label("7", "7."), matches_label("B", "b"), matches_label("1", "7"), matches_label("", "")
+    (True, True, False, False)
+    """
+    wanted = extract_answer(label, None) or label.strip()
+    return answer != "" and answer.lower() == wanted.lower()

@@ -50,5 +50,36 @@ class WorkerMetrics:
             registry=r,
         )
 
+        self.rollbacks = Counter(
+            "ttrv_rollbacks", "Moves of the current pointer back to an older version (automatic or admin).",
+            registry=r,
+        )  # fmt: skip
+        self.drift = Gauge(
+            "ttrv_drift_score",
+            "Label-free drift against the reference window: answers (JS divergence of served answers), "
+            "inputs (standardized shift of image statistics), agreement (drop of rollout vote agreement).",
+            ["signal"],
+            registry=r,
+        )
+        self.probe_accuracy = Gauge(
+            "ttrv_probe_accuracy_ratio", "Greedy accuracy on the probe file, per version.", ["version"],
+            registry=r,
+        )  # fmt: skip
+        self.feedback_accuracy = Gauge(
+            "ttrv_feedback_accuracy_ratio",
+            "Accuracy of served answers that got a delayed label (POST /v1/feedback), per serving version.",
+            ["version"],
+            registry=r,
+        )
+
+    def set_per_version(self, gauge: Gauge, values: dict[int, float], keep: int = 8) -> None:
+        """Set `gauge{version}` for the newest `keep` versions and drop older series (bounded cardinality)."""
+        newest = sorted(values)[-keep:]
+        for labels in list(gauge._metrics):  # prometheus_client has no public listing of label sets
+            if int(labels[0]) not in newest:
+                gauge.remove(*labels)
+        for version in newest:
+            gauge.labels(str(version)).set(values[version])
+
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

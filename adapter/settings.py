@@ -67,8 +67,46 @@ class WorkerSettings(BaseSettings):
         default=0.25, description="share of a round's new records held back for the gate"
     )
     gate_min_records: int = Field(default=8, description="fewest held-back records for the gate to run")
-    swap_grace_s: float = Field(default=30.0, description="keep the previous version loaded this long")
+    swap_grace_s: float = Field(
+        default=30.0,
+        description="keep the previous version loaded this long after a swap, for requests in flight on it",
+    )
+    probe_path: Path | None = Field(
+        default=None,
+        description="labeled probe file (TTRV rows with answers) the gate and rollback compare accuracy on",
+    )
+    accuracy_tolerance: float = Field(
+        default=0.02,
+        description="accuracy (0..1) a candidate may lose to the current version on a labeled check, and the "
+        "current version to its predecessor before an automatic rollback",
+    )
+    gate_min_labels: int = Field(
+        default=20, description="fewest recent feedback labels for the gate to compare accuracy on them"
+    )
+    feedback_window: int = Field(
+        default=500, description="latest feedback labels the gate, rollback and accuracy metrics look at"
+    )
+    rollback_check_s: float = Field(
+        default=15.0, description="how often to compare the current version with its predecessor"
+    )
+    rollback_min_labels: int = Field(
+        default=20, description="labels on the current version's answers needed before it can be rolled back"
+    )
+    max_loaded_adapters: int = Field(
+        default=4,
+        description="adapters kept loaded in vLLM at once; at most vLLM's --max-loras and --max-cpu-loras",
+    )
+    retention_promoted: int = Field(
+        default=10, description="newest promoted or rolled-back versions whose folders are kept"
+    )
+    retention_rejected: int = Field(
+        default=10, description="newest rejected versions whose folders are kept for inspection"
+    )
+    drift_window: int = Field(
+        default=200, description="records in the drift reference window and in the current window"
+    )
     seed: int = Field(default=0, description="seed of sampling and shuffling")
+    log_json: bool = Field(default=True, description="one JSON object per log line (else plain text)")
 
     @property
     def model_folder(self) -> Path:

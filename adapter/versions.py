@@ -1,4 +1,4 @@
-"""Adapter versions on disk and in the registry: immutable folders `vN/`, numbered by Redis, never reused.
+"""Adapter versions on disk: immutable folders `vN/`, numbered by Redis, never reused.
 
 A version folder holds PEFT's files and `metadata.json`; it is written under a temporary name and renamed,
 so vLLM (which reads the folder lazily, at first use) never sees a half-written adapter.
@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from adapter.gate import GateDecision
 from adapter.policy import Policy
+from adapter.registry import Registry
 from server import keys
 
 
@@ -26,10 +27,6 @@ def version_dir(adapter_dir: Path, version: int) -> Path:
 async def next_version(redis: aioredis.Redis) -> int:
     """A fresh version number: INCR is atomic, so two workers never get the same one."""
     return int(await redis.incr(keys.ADAPTER_NEXT_VERSION))
-
-
-async def current_version(redis: aioredis.Redis) -> int:
-    return int(await redis.get(keys.ADAPTER_CURRENT) or 0)
 
 
 def save_version(policy: Policy, adapter_dir: Path, version: int, metadata: dict[str, Any]) -> Path:
@@ -44,26 +41,10 @@ def save_version(policy: Policy, adapter_dir: Path, version: int, metadata: dict
     return final
 
 
-async def register(
-    redis: aioredis.Redis, version: int, path: Path, status: str, metadata: dict[str, Any]
-) -> None:
-    entry = {"path": str(path), "status": status, **metadata}
-    await redis.hset(keys.ADAPTER_VERSIONS, str(version), json.dumps(entry))
-
-
-async def set_status(redis: aioredis.Redis, version: int, status: str) -> None:
-    raw = await redis.hget(keys.ADAPTER_VERSIONS, str(version))
-    if raw is not None:
-        entry = json.loads(raw)
-        entry["status"] = status
-        await redis.hset(keys.ADAPTER_VERSIONS, str(version), json.dumps(entry))
-
-
 async def record_decision(redis: aioredis.Redis, version: int, decision: GateDecision) -> None:
-    """Store the gate's decision and reasons with the version (shown by GET /v1/adapters)."""
-    raw = await redis.hget(keys.ADAPTER_VERSIONS, str(version))
-    entry = json.loads(raw) if raw is not None else {}
-    entry["status"] = "candidate" if decision.passed else "rejected"
-    entry["reasons"] = decision.reasons
-    entry["metrics"] = {**entry.get("metrics", {}), **decision.metrics}
-    await redis.hset(keys.ADAPTER_VERSIONS, str(version), json.dumps(entry))
+    """Store the gate's decision and reasons with the version (shown by GET /v1/adapters). A passed
+    candidate stays `candidate` until the swap succeeds (then `promoted`)."""
+    fields: dict[str, Any] = {"reasons": decision.reasons, "metrics": decision.metrics}
+    if not decision.passed:
+        fields["status"] = "rejected"
+    await Registry(redis).update(version, **fields)

@@ -3,10 +3,13 @@
 Loop: poll the request stream; when enough new records have arrived (or enough time has passed with at
 least one), run a round: sample N answers per record from the serving vLLM with the round's starting
 adapter (low priority), score them with the TTRV reward, update the LoRA with GRPO, save the result as a new
-immutable version, register it, and promote it (load into vLLM under its own name, move the pointer). Only
-then are the round's records acknowledged: a crash before that leaves them pending, and they come back.
+immutable candidate version, and gate it: label-free collapse guards on records held back from training,
+and accuracy on the probe file and delayed feedback where labels exist. A candidate that passes is swapped
+in (`adapter/lifecycle.py`); one that fails is kept, rejected, for inspection. Only then are the round's
+records acknowledged: a crash before that leaves them pending, and they come back.
 
-Until the canary gate lands, a round promotes its result directly.
+Between rounds the worker compares the current version with its predecessor on labels (and rolls back if
+it lost), prunes old version folders, and updates the drift and accuracy metrics.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import cast
 
 import redis.asyncio as aioredis
 
 from adapter.answers import extract_answer
 from adapter.consumer import StreamConsumer
+from adapter.drift import DriftMonitor, image_features
 from adapter.gate import GateConfig, GateDecision, SliceStats, decide, slice_stats
+from adapter.lifecycle import Lifecycle
 from adapter.lora import LoraSpec
 from adapter.metrics import WorkerMetrics
 from adapter.policy import Policy, load_image
@@ -30,11 +36,11 @@ from adapter.records import StreamRecord
 from adapter.rollouts import VllmRollouts
 from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_round
 from adapter.settings import WorkerSettings
-from adapter.versions import next_version, record_decision, register, save_version, set_status
+from adapter.versions import next_version, record_decision, save_version
 from server import keys
-from server.adapters import AdapterRouter
 from server.answering import render_question
 from server.engine import EngineClient
+from server.logs import configure_logging
 
 log = logging.getLogger("ttrv.worker")
 
@@ -49,7 +55,11 @@ class Worker:
             max_deliveries=settings.max_deliveries, claim_idle_ms=settings.claim_idle_ms,
         )  # fmt: skip
         self.engine = EngineClient(settings.vllm_url, timeout_s=300.0)
-        self.router = AdapterRouter(self.redis, self.engine, settings.base_model_name, poll_s=1.0)
+        self.lifecycle = Lifecycle(settings, self.redis, self.engine, self.metrics)
+        self.router = self.lifecycle.router
+        self.drift = DriftMonitor(
+            window=settings.drift_window, min_current=max(1, settings.drift_window // 4)
+        )
         self.spec = LoraSpec(
             rank=settings.lora_rank, alpha=2.0 * settings.lora_rank, vision=settings.lora_vision
         )
@@ -57,7 +67,7 @@ class Worker:
             reward=settings.reward, alpha=settings.alpha, keep=settings.keep, lr=settings.lr,
             epochs=settings.epochs, kl_coef=settings.kl_coef,
         )  # fmt: skip
-        self.gate_cfg = GateConfig()
+        self.gate_cfg = GateConfig(tolerance=settings.accuracy_tolerance)
         self.rng = random.Random(settings.seed)
         self.policy: Policy | None = None
         self.policy_version = -1
@@ -78,12 +88,32 @@ class Worker:
     async def run_forever(self) -> None:
         self.s.adapters_folder.mkdir(parents=True, exist_ok=True)
         await self.consumer.start()
+        if saved := await self.redis.get(keys.DRIFT_STATE):  # the reference survives restarts
+            with contextlib.suppress(ValueError):
+                self.drift = DriftMonitor.from_json(cast(bytes, saved).decode())
         while True:
-            await self.step(block_ms=1000)
+            try:
+                await self.step(block_ms=1000)
+            except Exception:
+                # vLLM or Redis down mid-round, a version gone: the records stay pending and the round is
+                # tried again; the worker never dies of what a restart of another process would fix.
+                log.exception("round failed; its records stay pending and are retried")
+                self.policy_version = -1
+                await asyncio.sleep(5.0)
+            await self.between_rounds()
+
+    async def between_rounds(self) -> None:
+        """Rollback check, retention and label metrics; a failure here is logged, never fatal."""
+        try:
+            if await self.lifecycle.check_rollback() is not None:
+                self.policy_version = -1  # train the next round from the version rolled back to
+            await self.lifecycle.observe()
+        except Exception:
+            log.exception("lifecycle check failed; retrying on the next poll")
 
     async def step(self, block_ms: int) -> RoundStats | None:
         """One poll; a round if it is due. Returns the round's stats when one ran."""
-        await self.consumer.poll(block_ms=block_ms)
+        await self._observe_drift(await self.consumer.poll(block_ms=block_ms))
         backlog = await self.consumer.backlog()
         self.metrics.queue_length.set(backlog["queue_length"])
         self.metrics.queue_pending.set(backlog["pending"])
@@ -150,12 +180,12 @@ class Worker:
             "settings": {"reward": self.s.reward, "lr": self.s.lr, "rank": self.s.lora_rank},
         }
         path = await asyncio.to_thread(save_version, policy, self.s.adapters_folder, version, metadata)
-        await register(self.redis, version, path, "candidate", metadata)
-        decision = await self.gate(version, path, held_out, gate_now)
+        await self.lifecycle.registry.register(version, str(path), metadata)
+        decision = await self.gate(version, path, held_out, gate_now, parent)
         await record_decision(self.redis, version, decision)
         if decision.passed:
             self.policy_version = version  # the in-memory policy is now exactly this version
-            await self._promote(version, parent)
+            await self.lifecycle.promote(version, parent)
             self.metrics.rounds.labels("promoted").inc()
         else:
             self.policy_version = -1  # the next round starts again from the current version's weights
@@ -163,6 +193,7 @@ class Worker:
             self.metrics.rounds.labels("rejected").inc()
             log.warning("candidate v%d rejected: %s", version, "; ".join(decision.reasons))
         await self.consumer.commit(fresh)
+        await self.lifecycle.prune()
         self.metrics.round_duration.observe(time.monotonic() - started)
         log.info("round done: v%d from v%d, %d records, %d steps", version, parent, len(train), stats.steps)
         return stats
@@ -178,38 +209,26 @@ class Worker:
         ]
 
     async def gate(
-        self, version: int, path: Path, held_out: list[StreamRecord], current: list[Rollout]
+        self,
+        version: int,
+        path: Path,
+        held_out: list[StreamRecord],
+        current: list[Rollout],
+        parent: int | None = None,
     ) -> GateDecision:
-        """Sample the held-back records with the candidate (loaded under its own name, not routed to) and
-        compare its answers with the current version's on the same records."""
-        if not current:
-            return GateDecision(True, [], {"gate_records": 0.0})
+        """Load the candidate under its own name (not routed to), sample the held-back records with it and
+        compare with the current version's answers on them; then the labeled checks, where labels exist."""
         assert self.policy is not None
+        await self.lifecycle.load_candidate(version, path)
+        parent = await self.lifecycle.registry.current() if parent is None else parent
+        await self.lifecycle.ensure_loaded(parent)
+        accuracy = await self.lifecycle.gate_accuracy(version, parent)
         name = keys.adapter_name(version, self.s.base_model_name)
-        await self.engine.load_adapter(name, str(path))
         results = await asyncio.gather(*(self._rollout(self.policy, name, r) for r in held_out))
         candidate = [r for r in results if r is not None]
-        return decide(_slice(candidate), _slice(current), self.gate_cfg)
-
-    async def _promote(self, version: int, previous: int) -> None:
-        started = time.monotonic()
-        try:
-            await self.router.promote(version)
-        except Exception:
-            self.metrics.swaps.labels("failed").inc()
-            await set_status(self.redis, version, "rejected")
-            raise
-        await set_status(self.redis, version, "promoted")
-        self.metrics.swaps.labels("ok").inc()
-        self.metrics.swap_duration.observe(time.monotonic() - started)
-        self.metrics.adapter_version.set(version)
-        if previous:
-            asyncio.get_running_loop().call_later(
-                self.s.swap_grace_s,
-                lambda: asyncio.ensure_future(
-                    self.engine.unload_adapter(keys.adapter_name(previous, self.s.base_model_name))
-                ),
-            )
+        if not current:
+            return decide(_slice([]), _slice([]), self.gate_cfg, accuracy)
+        return decide(_slice(candidate), _slice(current), self.gate_cfg, accuracy)
 
     def _replayed(self, n_fresh: int) -> list[StreamRecord]:
         buffer = self.consumer.replay_buffer()
@@ -226,8 +245,29 @@ class Worker:
         self.metrics.reward_mean.set(stats.reward_mean)
         self.metrics.agreement.set(stats.agreement_mean)
         self.metrics.entropy.set(stats.entropy_ratio_mean)
+        self.drift.observe_agreement(stats.agreement_mean)
+        self._publish_drift()
+
+    async def _observe_drift(self, records: list[StreamRecord]) -> None:
+        """Feed newly delivered records (their served answer and image statistics) to the drift monitor."""
+        if not records:
+            return
+        images = cast(list[bytes | None], await self.redis.mget([r.image_key for r in records]))
+        for record, image in zip(records, images, strict=True):
+            features = None
+            if image is not None:
+                with contextlib.suppress(ValueError):
+                    features = image_features(image)
+            self.drift.observe(record.served_answer, features)
+        self._publish_drift()
+        await self.redis.set(keys.DRIFT_STATE, self.drift.to_json())
+
+    def _publish_drift(self) -> None:
+        for signal, score in self.drift.scores().items():
+            self.metrics.drift.labels(signal).set(score)
 
     async def aclose(self) -> None:
+        await self.lifecycle.aclose()
         if self.rollouts is not None:
             await self.rollouts.aclose()
         await self.engine.aclose()
@@ -240,6 +280,7 @@ def _slice(rollouts: list[Rollout]) -> SliceStats:
 
 
 def run_worker(settings: WorkerSettings) -> None:
+    configure_logging(settings.log_json)
     worker = Worker(settings)
     worker.metrics.serve(settings.metrics_port)
 

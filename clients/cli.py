@@ -128,11 +128,37 @@ def adapt(
 
 
 @app.command("demo")
-def demo() -> None:
-    """The main job on embedded defaults: build the model if missing, start Redis and vLLM, answer a digit."""
+def demo(
+    shift: Annotated[
+        str | None, typer.Option(help="shift of the drifted stream: contrast (default), brightness, ...")
+    ] = None,
+    severity: Annotated[int | None, typer.Option(min=1, max=5, help="severity of the shift, 1..5")] = None,
+    rate: Annotated[float | None, typer.Option(min=0.0, help="requests per second of the stream")] = None,
+    passes: Annotated[int | None, typer.Option(min=1, help="passes over the 400 shifted images")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="seed of the worker's sampling and the feedback draw")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="keep the stack up afterwards, until Ctrl-C")] = True,
+) -> None:
+    """The main job: the whole stack on the built-in model, a clean then a drifting stream, adaptation."""
+    from adapter.digits.shifts import SHIFTS
     from stack.demo import run_demo
 
-    raise typer.Exit(run_demo(_settings(), console))
+    if shift is not None and shift not in SHIFTS:
+        console.print(f"[red]unknown shift {shift!r}[/red]: choose one of {', '.join(SHIFTS)}")
+        raise typer.Exit(2)
+    chosen = {"demo_shift": shift, "demo_severity": severity, "demo_rate": rate, "demo_passes": passes,
+              "demo_seed": seed}  # fmt: skip
+    settings = _settings().model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    raise typer.Exit(run_demo(settings, console, wait=wait))
+
+
+@app.command("up")
+def up() -> None:
+    """The whole stack (Redis, vLLM, gateway, worker, Prometheus) with no replay, until Ctrl-C."""
+    from stack.demo import run_up
+
+    raise typer.Exit(run_up(_settings(), console))
 
 
 @contextmanager

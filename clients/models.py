@@ -67,22 +67,40 @@ class ErrorEnvelope(BaseModel):
 
 
 class AdapterInfo(BaseModel):
-    """One adapter version in the registry; `status` is e.g. candidate, promoted, rejected."""
+    """One adapter version in the registry; `status` is candidate, promoted, rejected or rolled_back."""
 
     model_config = ConfigDict(extra="ignore")
 
     version: int
     status: str
     parent: int | None = None
+    path: str | None = None
     created_at: str | None = None
+    promoted_at: str | None = None
+    rolled_back_at: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)
+    rollback_reason: str | None = None
+    pruned: bool = False
+
+
+class AdapterMove(BaseModel):
+    """One move of the current pointer: kind `promote`, or `rollback` to an older version."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: int
+    previous: int
+    kind: str
+    reason: str
+    ts: float
 
 
 class AdapterList(BaseModel):
-    """Reply of `GET /v1/adapters`: every version and the current (served) one."""
+    """Reply of `GET /v1/adapters`: every version, the current (served) one, and the latest moves."""
 
     model_config = ConfigDict(extra="ignore")
 
     current: int
     versions: list[AdapterInfo]
+    history: list[AdapterMove] = Field(default_factory=list)

@@ -21,10 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clients.errors import NO_REPLY, TTRVError
+from clients.models import Answer
 from clients.rows import Row
 from clients.sdk import AsyncTTRVClient
 
 ClientSource = AsyncTTRVClient | Callable[[], AsyncTTRVClient]
+AnswerHook = Callable[[Row, Answer], None]  # called with each answered row and its reply
 
 
 class VersionAccuracy(BaseModel):
@@ -111,12 +113,13 @@ async def replay_async(
     seed: int = 0,
     show_progress: bool = True,
     console: Console | None = None,
+    on_answer: AnswerHook | None = None,
 ) -> ReplayReport:
     """Send `rows` (at most `limit`) to `POST /v1/answer` and count what came back.
 
     `client` is an `AsyncTTRVClient` (left open) or a factory of one (closed at the end). Failed requests
     (after the client's own retries) are counted, not raised; `feedback_share` of the answered labeled rows,
-    drawn with `seed`, send their label to `/v1/feedback`.
+    drawn with `seed`, send their label to `/v1/feedback`. `on_answer` sees every reply as it arrives.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -132,6 +135,7 @@ async def replay_async(
         "seed": seed,
         "show_progress": show_progress,
         "console": console,
+        "on_answer": on_answer,
     }
     if isinstance(client, AsyncTTRVClient):
         return await _replay(rows, client, **options)
@@ -178,6 +182,7 @@ async def _replay(
     seed: int,
     show_progress: bool,
     console: Console | None,
+    on_answer: AnswerHook | None,
 ) -> ReplayReport:
     report = ReplayReport()
     rng = random.Random(seed)
@@ -192,7 +197,7 @@ async def _replay(
 
         async def one(row: Row, give_feedback: bool) -> None:
             try:
-                await _replay_row(client, row, give_feedback, report)
+                await _replay_row(client, row, give_feedback, report, on_answer)
             finally:
                 slots.release()
                 failed = sum(report.failed.values())
@@ -217,7 +222,9 @@ async def _replay(
     return report
 
 
-async def _replay_row(client: AsyncTTRVClient, row: Row, give_feedback: bool, report: ReplayReport) -> None:
+async def _replay_row(
+    client: AsyncTTRVClient, row: Row, give_feedback: bool, report: ReplayReport, on_answer: AnswerHook | None
+) -> None:
     try:
         image = row.image_path.read_bytes()
     except OSError:
@@ -230,6 +237,8 @@ async def _replay_row(client: AsyncTTRVClient, row: Row, give_feedback: bool, re
         report.record_failure(error)
         return
     report.record_answer(reply.adapter_version, reply.answer, row.answer)
+    if on_answer is not None:
+        on_answer(row, reply)
     if give_feedback and row.answer is not None:
         try:
             await client.feedback(reply.id, row.answer)

@@ -1,26 +1,37 @@
-"""Which adapter new requests are routed to, read from the registry in Redis and kept in memory.
+"""Which adapter new requests are routed to, and the one way a version becomes current (`promote`).
 
-The gateway learns of a promotion from a pub/sub notice on `keys.ADAPTER_EVENTS` at once, and re-reads the
-current pointer every `adapter_poll_s` anyway, in case a notice was missed (pub/sub is fire-and-forget).
-While Redis is down it keeps routing to the last version it knew.
+Routing. The gateway learns of a move of the current pointer from a pub/sub notice on
+`keys.ADAPTER_EVENTS` at once, and re-reads the pointer every `poll_s` anyway, in case a notice was missed
+(pub/sub is fire-and-forget). While Redis is down it keeps routing to the last version it knew.
+
+Promotion (the worker after its gate, an admin through `POST /v1/adapters/{version}/promote`): load the
+version into vLLM under its own immutable name, check that the name answers a request, and only then move
+the pointer. So no request is routed to a name vLLM does not have. A version older than the current one is a
+rollback: the version it replaces is marked `rolled_back`.
+
+Reconcile. A vLLM restart forgets runtime adapters. The follow loop checks every `poll_s` that the current
+adapter is loaded and loads it again when it is not; a request that still meets vLLM's 404 first reloads it
+and retries (`server/routes/answer.py`), so a client never sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import io
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from PIL import Image
 from redis.exceptions import RedisError
 
+from adapter.registry import Registry
 from server import keys
-from server.engine import AdapterNotLoadedError, EngineClient
+from server.engine import AdapterNotLoadedError, EngineClient, EngineUnavailableError
 from server.errors import APIError
-from server.protocol import AdapterInfo, AdapterList
+from server.protocol import AdapterInfo, AdapterList, AdapterMove
 
 log = logging.getLogger("ttrv.adapters")
 
@@ -32,27 +43,32 @@ class Route:
     path: str | None  # adapter folder (None for the base model)
 
 
+def _check_image() -> bytes:
+    """A small grey PNG: what `promote` asks a freshly loaded adapter about, to see that it answers."""
+    out = io.BytesIO()
+    Image.new("RGB", (56, 56), (128, 128, 128)).save(out, format="PNG")
+    return out.getvalue()
+
+
 class AdapterRouter:
     def __init__(self, redis: aioredis.Redis, engine: EngineClient, base_name: str, poll_s: float):
         self.redis = redis
+        self.registry = Registry(redis)
         self.engine = engine
         self.base_name = base_name
         self.poll_s = poll_s
         self.route = Route(0, base_name, None)
+        self.reloads = 0  # adapters loaded again because vLLM had forgotten them
         self._reload_lock = asyncio.Lock()
-
-    async def versions(self) -> dict[int, dict[str, Any]]:
-        raw = await self.redis.hgetall(keys.ADAPTER_VERSIONS)
-        return {int(k): json.loads(v) for k, v in raw.items()}
 
     async def refresh(self) -> Route:
         """Re-read the current pointer; keeps the last known route when Redis is unreachable."""
         try:
-            current = int(await self.redis.get(keys.ADAPTER_CURRENT) or 0)
-            meta = await self.redis.hget(keys.ADAPTER_VERSIONS, str(current)) if current else None
+            current = await self.registry.current()
+            entry = await self.registry.get(current) if current else None
         except RedisError:
             return self.route
-        path = json.loads(meta).get("path") if meta else None
+        path = entry.get("path") if entry else None
         if current and path is None:
             log.error("current adapter v%d has no registry entry; routing to the base model", current)
             current = 0
@@ -63,47 +79,76 @@ class AdapterRouter:
         return route
 
     async def follow(self) -> None:
-        """Background task: refresh on every pub/sub notice, and at least every `poll_s`."""
+        """Background task: refresh on every pub/sub notice and at least every `poll_s`; reconcile."""
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(keys.ADAPTER_EVENTS)
                     while True:
                         await self.refresh()
+                        await self.reconcile()
                         await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll_s)
             except (RedisError, OSError):
                 await asyncio.sleep(self.poll_s)
+
+    async def reconcile(self) -> None:
+        """Load the current adapter again if vLLM does not list it (it restarted); quiet while it is down."""
+        route = self.route
+        if route.path is None:
+            return
+        try:
+            if route.name not in await self.engine.loaded_models():
+                await self.reload(route)
+        except EngineUnavailableError:
+            pass
 
     async def reload(self, route: Route) -> None:
         """Load `route`'s adapter into vLLM again (after a vLLM restart forgot it)."""
         if route.path is None:
             return
         async with self._reload_lock:
+            if route.name in await self.engine.loaded_models():
+                return  # another request reloaded it while this one waited for the lock
             log.warning("vLLM does not know %s: loading it again from %s", route.name, route.path)
             await self.engine.load_adapter(route.name, route.path)
+            self.reloads += 1
 
-    async def listing(self) -> AdapterList:
-        versions = await self.versions()
+    async def listing(self, history: int = 20) -> AdapterList:
+        versions = await self.registry.all()
         infos = [AdapterInfo.model_validate({**meta, "version": v}) for v, meta in sorted(versions.items())]
-        return AdapterList(current=self.route.version, versions=infos)
+        moves = [AdapterMove.model_validate(m) for m in await self.registry.history(history)]
+        return AdapterList(current=self.route.version, versions=infos, history=moves)
 
-    async def promote(self, version: int) -> AdapterList:
-        """Make `version` current (0 = base model): load it into vLLM first, then move the pointer."""
+    async def promote(self, version: int, reason: str = "promoted by an admin") -> AdapterList:
+        """Make `version` current (0 = base model): load it, check it answers, then move the pointer."""
         if version != 0:
-            meta = await self.redis.hget(keys.ADAPTER_VERSIONS, str(version))
-            if meta is None:
+            entry = await self.registry.get(version)
+            if entry is None:
                 raise APIError(
                     404, f"no adapter version {version}; GET /v1/adapters lists them", param="version"
                 )
-            path = json.loads(meta).get("path")
+            if entry.get("pruned"):
+                raise APIError(
+                    409,
+                    f"adapter v{version}'s files were deleted by retention; promote a version still kept",
+                    "conflict",
+                    param="version",
+                )
             name = keys.adapter_name(version, self.base_name)
-            await self.engine.load_adapter(name, path)
+            await self.engine.load_adapter(name, str(entry["path"]))
             if name not in await self.engine.loaded_models():
                 raise AdapterNotLoadedError(name)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.ADAPTER_CURRENT, version)
-            pipe.publish(keys.ADAPTER_EVENTS, str(version))
-            await pipe.execute()
+            # The first request on a name reads its files (vLLM loads lazily): do it here, not in a client's.
+            await self.engine.complete(name, _check_image(), "image/png", "Answer.", max_tokens=1)
+        current = await self.registry.current()
+        if version == current:
+            return await self.listing()
+        older = version < current
+        await self.registry.move(version, "rollback" if older else "promote", reason)
+        if version:
+            await self.registry.update(version, status="promoted")
+        if older:
+            await self.registry.update(current, status="rolled_back", rollback_reason=reason)
         await self.refresh()
         return await self.listing()
 

@@ -18,6 +18,7 @@ FEEDBACK = PREFIX + "feedback"  # stream of delayed labels (POST /v1/feedback)
 ADAPTER_CURRENT = PREFIX + "adapters:current"  # int: the promoted version (0 = base model)
 ADAPTER_VERSIONS = PREFIX + "adapters:versions"  # hash: version -> JSON metadata
 ADAPTER_EVENTS = PREFIX + "adapters:events"  # pub/sub channel: a new current version was promoted
+ADAPTER_HISTORY = PREFIX + "adapters:history"  # stream: pointer moves {version, previous, kind, reason, ts}
 ADAPTATION_PAUSED = PREFIX + "adaptation:paused"  # "1" while adaptation is paused
 
 
@@ -43,3 +44,5 @@ def adapter_name(version: int, base_name: str) -> str:
 DEAD_LETTERS = PREFIX + "requests:dead"  # stream: REQUESTS entries the worker gave up on (fields + reason)
 
 ADAPTER_NEXT_VERSION = PREFIX + "adapters:next"  # INCR: the last version number handed out (never reused)
+
+DRIFT_STATE = PREFIX + "drift:state"  # JSON: the worker's drift reference and current windows

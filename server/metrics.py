@@ -33,3 +33,9 @@ class GatewayMetrics:
             "ttrv_record_buffer_length", "Records held in memory until Redis is reachable again.",
             registry=self.registry,
         )  # fmt: skip
+        self.adapter_misses = Counter(
+            "ttrv_adapter_misses",
+            "Engine calls answered 404 for their adapter name (vLLM restarted, or the name was retired while "
+            "the request was routed); the gateway retried them, clients never saw it.",
+            registry=self.registry,
+        )

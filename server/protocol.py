@@ -62,16 +62,35 @@ class FeedbackResponse(BaseModel):
 
 class AdapterInfo(BaseModel):
     version: int
-    status: str
-    parent: int | None = None
+    status: str = Field(description="candidate, promoted, rejected or rolled_back")
+    parent: int | None = Field(default=None, description="the version it was trained from (0 = base)")
+    path: str | None = Field(default=None, description="its folder (PEFT files and metadata.json)")
     created_at: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    reasons: list[str] = Field(default_factory=list)
+    promoted_at: str | None = None
+    rejected_at: str | None = None
+    rolled_back_at: str | None = None
+    records: int | None = Field(default=None, description="records its round trained on")
+    steps: int | None = Field(default=None, description="optimizer steps of its round")
+    metrics: dict[str, float] = Field(default_factory=dict, description="round and gate statistics")
+    reasons: list[str] = Field(default_factory=list, description="why the gate rejected it")
+    rollback_reason: str | None = None
+    pruned: bool = Field(default=False, description="its files were deleted by the retention policy")
+
+
+class AdapterMove(BaseModel):
+    """One move of the current pointer: a promotion, or a rollback to an older version."""
+
+    version: int
+    previous: int
+    kind: str = Field(description="promote or rollback")
+    reason: str
+    ts: float = Field(description="Unix time of the move")
 
 
 class AdapterList(BaseModel):
     current: int
     versions: list[AdapterInfo]
+    history: list[AdapterMove] = Field(default_factory=list, description="latest pointer moves, oldest first")
 
 
 class AdaptationState(BaseModel):
@@ -106,6 +125,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         400: "unreadable image or bad field",
         401: "missing or unknown API key",
         403: "not allowed (admin route)",
+        404: "unknown answer id or adapter version",
+        409: "the adapter version's files were deleted by the retention policy",
         413: "image over the byte or pixel limit",
         415: "unsupported content or image type",
         422: "request does not match the schema",

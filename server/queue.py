@@ -41,6 +41,15 @@ return {0, redis.call('GET', KEYS[1])}
 """
 
 
+class StoredAnswer(AnswerResponse):
+    """What the answer key holds: the response, and what a labeled re-evaluation needs to ask again
+    (the gate and rollback check compare versions on requests that got a label through /v1/feedback)."""
+
+    image: str = ""  # key of the image bytes (keys.image)
+    question: str = ""
+    options: list[str] | None = None
+
+
 @dataclass(frozen=True)
 class Record:
     response: AnswerResponse
@@ -51,6 +60,14 @@ class Record:
     stream: str
     samples: int
     created_at: float
+
+    def stored(self) -> str:
+        return StoredAnswer(
+            **self.response.model_dump(),
+            image=keys.image(self.image_sha256),
+            question=self.question,
+            options=self.options,
+        ).model_dump_json()
 
     def fields(self) -> list[str]:
         r = self.response
@@ -103,17 +120,18 @@ class RecordLog:
             if "BUSYGROUP" not in str(err):
                 raise
 
-    async def served(self, request_id: str) -> AnswerResponse | None:
+    async def served(self, request_id: str) -> StoredAnswer | None:
         """The answer given to `request_id`, if Redis has it; raises RedisError when Redis is down."""
         raw = await self.redis.get(keys.answer(request_id))
-        return None if raw is None else AnswerResponse.model_validate_json(raw)
+        return None if raw is None else StoredAnswer.model_validate_json(raw)
 
     async def lookup(self, request_id: str) -> AnswerResponse | None:
         """Like `served`, for idempotent retries: while Redis is down, the buffer is searched instead."""
         try:
-            return await self.served(request_id)
+            stored = await self.served(request_id)
         except RedisError:
             return next((r.response for r in self.buffer if r.response.id == request_id), None)
+        return None if stored is None else AnswerResponse.model_validate(stored.model_dump())
 
     async def write(self, record: Record) -> AnswerResponse:
         """Store `record` once; returns the answer that stands for its id (the first one, on a repeat)."""
@@ -125,7 +143,7 @@ class RecordLog:
 
     async def _write(self, record: Record) -> AnswerResponse:
         args: list[bytes | str] = [
-            record.response.model_dump_json(),
+            record.stored(),
             str(self.ttl_s),
             record.image,
             *record.fields(),
@@ -137,7 +155,7 @@ class RecordLog:
             await self.trim()
         if created:
             return record.response
-        return AnswerResponse.model_validate_json(value)
+        return AnswerResponse.model_validate_json(value)  # the stored extras are ignored
 
     def _buffer(self, record: Record, err: Exception) -> None:
         if len(self.buffer) >= self.buffer_max:

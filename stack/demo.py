@@ -1,70 +1,178 @@
-"""`ttrv demo`: the main job on embedded defaults.
+"""`ttrv demo`: the main job. The whole stack on embedded defaults, a drifting stream, adaptation, recovery.
 
-Builds the built-in model and its data if missing, starts a local Redis (AOF on), a local vLLM server with
-runtime LoRA on, and the gateway, then replays a short labeled stream through the public API with the
-Python SDK, prints served accuracy per adapter version and where each request went, and stops what it
-started.
+1. `ttrv up`'s stack (Redis, vLLM with the built-in model, gateway, worker, Prometheus), from a fresh state.
+2. The scenario (stack/scenario.py): clean digits, then a shifted stream (contrast by default, where
+   adaptation is known to help), with 5% delayed labels through `/v1/feedback`; live progress meanwhile.
+3. Each served version's greedy accuracy on held-out images (stack/evaluation.py), a summary table, the
+   plot (stack/plot.py) and `summary.json` under `runs/demo/`.
+4. The stack stays up, URLs printed, until Ctrl-C, which stops every process it started.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
 import time
+from dataclasses import asdict
+from types import FrameType
 
 from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
-from clients.replay import replay, report_table
-from clients.rows import read_rows
-from clients.sdk import AsyncTTRVClient
-from server import keys
-from stack.gateway import gateway_env, start_gateway
-from stack.process import LaunchError, ManagedProcess
-from stack.redis import start_redis
+from stack.evaluation import VersionAccuracy, evaluate_versions
+from stack.plot import plot_run
+from stack.process import LaunchError
+from stack.prometheus import query_range
+from stack.scenario import ScenarioLog, run_scenario, shifted_eval
 from stack.settings import StackSettings
-from stack.vllm import start_vllm
+from stack.up import LocalStack, running_stack
+
+# Worker settings for a stream of a few requests per second on 2 cores: short rounds, so the demo shows
+# several gated swaps in minutes. A TTRV_* variable set in the environment wins over these.
+DEMO_WORKER = {
+    "TTRV_ROUND_MIN_RECORDS": "32",
+    "TTRV_ROUND_MAX_RECORDS": "64",
+    "TTRV_ROUND_INTERVAL_S": "30",
+    "TTRV_SWAP_GRACE_S": "5",
+    "TTRV_DRIFT_WINDOW": "100",
+    "TTRV_GATE_MIN_LABELS": "10",
+    "TTRV_ROLLBACK_MIN_LABELS": "10",
+    "TTRV_ROLLBACK_CHECK_S": "10",
+    "TTRV_LOG_JSON": "false",
+}
 
 
-def run_demo(settings: StackSettings, console: Console) -> int:
-    from adapter.digits.dataset import write_stream
-    from adapter.tinymodel.build import ensure_model
+def _stop_on_sigterm() -> None:
+    """SIGTERM (e.g. from a supervisor) stops the stack like Ctrl-C does."""
 
-    model = settings.model_path or ensure_model(settings.home, settings.model_seed, console)
-    clean = settings.home / "data" / "clean" / "eval.jsonl"
-    if not clean.exists():
-        write_stream(settings.home / "data", "clean", 0, seed=0)
-    run_dir = settings.runs_dir / "demo"
-    started: list[ManagedProcess] = []
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def worker_overrides(settings: StackSettings) -> dict[str, str]:
+    tuned = {k: v for k, v in DEMO_WORKER.items() if k not in os.environ}
+    return {**tuned, "TTRV_SEED": str(settings.demo_seed)}
+
+
+def served_table(log: ScenarioLog, drifted: str) -> Table:
+    table = Table(
+        "stream", "answers", "served accuracy", title="served accuracy (labels checked by the demo)"
+    )
+    events = log.in_phase(drifted)
+    for name, part in (
+        ("clean", log.in_phase("clean")),
+        (f"{drifted}: first 100", events[:100]),
+        (f"{drifted}: last 100", events[-100:]),
+    ):
+        acc, n = log.accuracy(part)
+        table.add_row(name, str(n), f"{acc:.1%}")
+    return table
+
+
+def versions_table(results: list[VersionAccuracy], drifted: str) -> Table:
+    table = Table(
+        "version", "status", f"held-out {drifted}", "held-out clean", title="greedy accuracy per version"
+    )
+    base = results[0].shifted if results else 0.0
+    for r in results:
+        delta = f" ({(r.shifted - base) * 100:+.1f})" if r.version else ""
+        table.add_row(f"v{r.version}", r.status, f"{r.shifted:.1%}{delta}", f"{r.clean:.1%}")
+    return table
+
+
+def _finish(
+    stack: LocalStack, settings: StackSettings, log: ScenarioLog, console: Console
+) -> dict[str, object]:
+    from adapter.digits.dataset import stream_name
+
+    drifted = stream_name(settings.demo_shift, settings.demo_severity)
+    assert log.adapters is not None
+    clean_rows = settings.home / "data" / "clean" / "eval.jsonl"
+    with console.status("evaluating every served version on held-out images"):
+        results = asyncio.run(
+            evaluate_versions(stack.vllm_url, log.adapters, shifted_eval(settings), clean_rows)
+        )
+    console.print(served_table(log, drifted))
+    console.print(versions_table(results, drifted))
+    drift = query_range(stack.prometheus, "ttrv_drift_score", log.started, time.time(), 5.0)
+    picture = plot_run(log.served, log.adapters.history, drift, log.started, stack.run_dir / "demo.png")
+    w = log.worker
+    summary = {
+        "shift": drifted,
+        "seed": settings.demo_seed,
+        "elapsed_s": round(time.time() - log.started, 1),
+        "answered": len(log.served),
+        "failed": log.failed,
+        "served": {
+            name: log.accuracy(part)[0]
+            for name, part in (
+                ("clean", log.in_phase("clean")),
+                ("drifted_first_100", log.in_phase(drifted)[:100]),
+                ("drifted_last_100", log.in_phase(drifted)[-100:]),
+            )
+        },
+        "versions": [asdict(r) for r in results],
+        "current": log.adapters.current,
+        "rounds": {
+            k.split("{")[1].rstrip("}"): v
+            for k, v in w.items()
+            if k.startswith("ttrv_adaptation_rounds_total{")
+        },
+        "rollbacks": w.get("ttrv_rollbacks_total", 0.0),
+    }
+    (stack.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    console.print(f"plot: [bold]{picture}[/bold]; summary: {stack.run_dir / 'summary.json'}")
+    return summary
+
+
+def wait_for_ctrl_c(stack: LocalStack, console: Console) -> None:
+    table = Table(show_header=False, title="the stack is up (Ctrl-C stops it)", title_justify="left")
+    for what, url in stack.urls().items():
+        table.add_row(what, url)
+    console.print(table)
+    while True:
+        dead = [p.name for p in stack.processes if not p.alive()]
+        if dead:
+            console.print(f"[red]{', '.join(dead)} exited[/red]; logs in {stack.run_dir}")
+            return
+        time.sleep(1.0)
+
+
+def run_demo(settings: StackSettings, console: Console, wait: bool = True) -> int:
+    _stop_on_sigterm()
     try:
-        with console.status(f"starting Redis on port {settings.redis_port}"):
-            started.append(start_redis(settings.redis_port, run_dir / "redis", run_dir / "redis.log"))
-        with console.status(f"starting vLLM on port {settings.vllm_port} (about 40 s on 2 cores)"):
-            t0 = time.monotonic()
-            started.append(start_vllm(model, settings.vllm_port, settings, run_dir / "vllm.log"))
-        console.print(f"vLLM ready in {time.monotonic() - t0:.0f} s with runtime LoRA on")
-        redis_url = f"redis://{settings.host}:{settings.redis_port}/0"
-        env = gateway_env(redis_url, settings.url(settings.vllm_port), settings.gateway_port)
-        with console.status(f"starting the gateway on port {settings.gateway_port}"):
-            started.append(start_gateway(env, run_dir / "gateway.log", settings.host))
-        api = settings.url(settings.gateway_port)
-        console.print(f"gateway ready: {api} (API docs {api}/docs, metrics {api}/metrics)")
-
-        console.print(f"replaying {settings.demo_requests} held-out digits through POST /v1/answer")
-        report = replay(
-            read_rows(clean),
-            lambda: AsyncTTRVClient(api),
-            rate=settings.demo_rate,
-            concurrency=4,
-            limit=settings.demo_requests,
-            console=console,
-        )
-        console.print(report_table(report))
-        console.print(
-            f"every request is kept in Redis stream {keys.REQUESTS!r} for adaptation; logs in {run_dir}"
-        )
-        return 0 if report.answered == report.sent else 1
+        with running_stack(settings, console, "demo", fresh=True, worker_extra=worker_overrides(settings),
+                           gateway_extra={"TTRV_LOG_JSON": "false"}) as stack:  # fmt: skip
+            console.print(f"stack up: API {stack.api} (docs {stack.api}/docs), Prometheus {stack.prometheus}")
+            with Live(console=console, refresh_per_second=2) as live:
+                log = asyncio.run(run_scenario(stack, settings, live))
+            summary = _finish(stack, settings, log, console)
+            if wait:
+                wait_for_ctrl_c(stack, console)
+            return 0 if summary["failed"] == 0 else 1
     except LaunchError as err:
         console.print(f"[red]{err}[/red]")
         return 1
-    finally:
-        with console.status("stopping the stack"):
-            for proc in reversed(started):
-                proc.stop()
+    except KeyboardInterrupt:
+        console.print("stopped: every process the demo started is stopped")
+        return 130
+
+
+def run_up(settings: StackSettings, console: Console) -> int:
+    """`ttrv up`: the stack alone, state kept across runs (runs/up), until Ctrl-C."""
+    _stop_on_sigterm()
+    try:
+        with running_stack(settings, console, "up", fresh=False) as stack:
+            wait_for_ctrl_c(stack, console)
+            return 1
+    except LaunchError as err:
+        console.print(f"[red]{err}[/red]")
+        return 1
+    except KeyboardInterrupt:
+        console.print("stopped: every process `ttrv up` started is stopped")
+        return 0

@@ -23,6 +23,8 @@ class StackSettings(BaseSettings):
     redis_port: int = Field(default=6390, description="port of the local Redis")
     vllm_port: int = Field(default=8100, description="port of the local vLLM OpenAI server (internal)")
     gateway_port: int = Field(default=8000, description="port of the gateway (the public API)")
+    worker_metrics_port: int = Field(default=9101, description="port of the worker's Prometheus /metrics")
+    prometheus_port: int = Field(default=9090, description="port of the local Prometheus (its UI and API)")
     vllm_dtype: str = Field(
         default="float32", description="vLLM --dtype; float32 matches the trainer exactly"
     )
@@ -38,10 +40,22 @@ class StackSettings(BaseSettings):
     )
     vllm_startup_timeout_s: float = Field(default=300.0, description="how long to wait for vLLM's /health")
 
-    demo_requests: int = Field(default=120, description="requests the demo replays through the gateway")
-    demo_rate: float = Field(
-        default=20.0, description="requests/s of the demo's replay (0 = as fast as possible)"
+    demo_shift: str = Field(
+        default="contrast", description="shift of the demo's drifted stream (contrast: adaptation helps)"
     )
+    demo_severity: int = Field(default=3, ge=1, le=5, description="severity 1..5 of the demo's shift")
+    demo_clean_requests: int = Field(default=150, description="clean requests before the stream drifts")
+    demo_passes: int = Field(
+        default=2,
+        description="passes over the 400 shifted images of the adaptation split (the drifted stream)",
+    )
+    demo_rate: float = Field(
+        default=4.0, description="requests/s of the demo's stream (0 = as fast as possible)"
+    )
+    demo_feedback_share: float = Field(
+        default=0.05, description="share of answered requests whose label is sent back through /v1/feedback"
+    )
+    demo_seed: int = Field(default=0, description="seed of the worker's sampling and of the feedback draw")
 
     @property
     def runs_dir(self) -> Path:

@@ -102,12 +102,14 @@ async def parse_request(request: Request, gateway: Gateway) -> tuple[AnswerReque
 
 
 async def _complete(gateway: Gateway, req: AnswerRequest, image: CheckedImage) -> tuple[list[str], int]:
-    """Ask vLLM with the current adapter; reload it once if vLLM forgot it (restart): never a client error."""
+    """Ask vLLM with the current adapter. On vLLM's 404 for the adapter's name, never a client error: if the
+    pointer has moved meanwhile, retry on the new current version; else vLLM forgot it (a restart): reload
+    it, then retry."""
     s = gateway.settings
     route = gateway.router.route
     question = render_question(req.question, req.options)
     temperature = 0.0 if req.samples == 1 else 1.0  # votes need samples; one answer is greedy
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         try:
             texts = await gateway.engine.complete(
                 route.name, image.data, image.mime, question,
@@ -115,9 +117,17 @@ async def _complete(gateway: Gateway, req: AnswerRequest, image: CheckedImage) -
             )  # fmt: skip
             return texts, route.version
         except AdapterNotLoadedError:
-            if attempt == 2 or route.path is None:
+            gateway.metrics.adapter_misses.inc()
+            if attempt == 3:
                 break
-            await gateway.router.reload(route)
+            latest = await gateway.router.refresh()
+            if latest == route:
+                try:
+                    await gateway.router.reload(route)
+                except EngineUnavailableError as err:
+                    log.warning("could not reload %s: %s", route.name, err)
+                    break
+            route = latest
         except EngineUnavailableError as err:
             log.warning("engine unavailable for %s: %s", route.name, err)
             break

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from fastapi import APIRouter
 from redis.exceptions import RedisError
 
-from adapter.answers import extract_answer
+from adapter.answers import matches_label
 from server import keys
 from server.deps import ClientDep, GatewayDep
 from server.errors import APIError
@@ -24,9 +25,7 @@ async def feedback(body: FeedbackRequest, gateway: GatewayDep, client: ClientDep
         served = await gateway.records.served(body.id)
         if served is None:
             raise APIError(404, f"no answer with id {body.id!r} (unknown, or older than its TTL)", param="id")
-        label = extract_answer(body.label, None) or body.label.strip()
-        # Compare normalized forms, so "7." and "7", or "b" and "B" for a choice, agree.
-        correct = served.answer != "" and served.answer.lower() == label.lower()
+        correct = matches_label(served.answer, body.label)
         await gateway.redis.xadd(
             keys.FEEDBACK,
             {
@@ -36,6 +35,10 @@ async def feedback(body: FeedbackRequest, gateway: GatewayDep, client: ClientDep
                 "adapter_version": str(served.adapter_version),
                 "correct": "1" if correct else "0",
                 "ts": f"{time.time():.3f}",
+                # What the gate and the rollback check need to ask any version the same question again.
+                "image": served.image,
+                "question": served.question,
+                "options": json.dumps(served.options) if served.options else "",
             },
             maxlen=gateway.settings.stream_maxlen,
             approximate=True,

@@ -25,9 +25,10 @@ from PIL import Image
 from adapter.digits.dataset import stream_split
 from adapter.digits.task import PROMPT
 from adapter.gate import GateDecision
+from adapter.registry import Registry
 from adapter.round import RoundStats
 from adapter.settings import WorkerSettings
-from adapter.versions import next_version, register, save_version
+from adapter.versions import next_version, save_version
 from adapter.worker import Worker
 from server import keys
 from server.metrics import GatewayMetrics
@@ -268,7 +269,7 @@ def test_a_candidate_trained_to_one_constant_answer_is_rejected(
                 opt.step()
             version = await next_version(worker.redis)
             path = save_version(policy, tmp_path, version, {"parent": 0})
-            await register(worker.redis, version, path, "candidate", {"parent": 0})
+            await Registry(worker.redis).register(version, str(path), {"parent": 0})
             await worker.consumer.start()
             held_out = worker.consumer.fresh() or await worker.consumer.poll(block_ms=0)
             current = [await worker._rollout(policy, vllm_server.served_name, r) for r in held_out]

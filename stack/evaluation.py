@@ -1,0 +1,53 @@
+"""After the demo's stream: each version's greedy accuracy on held-out labeled images, asked of vLLM directly.
+
+The held-out images are the shifted *evaluation* split, which the stream never contained, and the clean
+evaluation split: adaptation must help on the shift without costing the clean accuracy. Each version is
+loaded under its own name for the evaluation and unloaded after, unless it is the one being served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from clients.models import AdapterList
+from server import keys
+from server.engine import EngineClient
+from stack.vllm import SERVED_NAME
+
+
+@dataclass(frozen=True)
+class VersionAccuracy:
+    version: int
+    status: str
+    shifted: float
+    clean: float
+
+
+async def evaluate_versions(
+    vllm_url: str, adapters: AdapterList, shifted_rows: Path, clean_rows: Path, max_tokens: int = 32
+) -> list[VersionAccuracy]:
+    """Base model and every version that was ever promoted (and whose files are kept)."""
+    from adapter.labeled import Evaluator, load_probe
+
+    shifted, clean = load_probe(shifted_rows), load_probe(clean_rows)
+    engine = EngineClient(vllm_url, timeout_s=120.0)
+    evaluator = Evaluator(engine, max_tokens, concurrency=16)
+    served = [v for v in adapters.versions if v.status in ("promoted", "rolled_back") and not v.pruned]
+    results = []
+    try:
+        for info in [None, *served]:
+            version = 0 if info is None else info.version
+            name = keys.adapter_name(version, SERVED_NAME)
+            if version:
+                path = next(str(v.path) for v in adapters.versions if v.version == version)
+                await engine.load_adapter(name, path)
+            shifted_acc = await evaluator.accuracy(name, shifted)
+            clean_acc = await evaluator.accuracy(name, clean)
+            if version and version != adapters.current:
+                await engine.unload_adapter(name)
+            status = "base" if info is None else info.status
+            results.append(VersionAccuracy(version, status, shifted_acc, clean_acc))
+    finally:
+        await engine.aclose()
+    return results
