@@ -72,6 +72,12 @@ class WorkerMetrics:
             registry=r,
         )
 
+        # Counters start at zero for every outcome, so "none yet" is a 0 in Prometheus, not a missing series.
+        for result in ("promoted", "rejected", "no_signal"):
+            self.rounds.labels(result)
+        for result in ("ok", "failed"):
+            self.swaps.labels(result)
+
     def set_per_version(self, gauge: Gauge, values: dict[int, float], keep: int = 8) -> None:
         """Set `gauge{version}` for the newest `keep` versions and drop older series (bounded cardinality)."""
         newest = sorted(values)[-keep:]

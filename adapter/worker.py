@@ -49,7 +49,10 @@ class Worker:
     def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics | None = None):
         self.s = settings
         self.metrics = metrics or WorkerMetrics()
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        # A blocking pool: a round's concurrent rollouts wait for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=32, timeout=30)
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self.rollout_slots = asyncio.Semaphore(32)  # rollouts in flight at once (vLLM queues the rest anyway)
         self.consumer = StreamConsumer(
             self.redis, settings.consumer_name,
             max_deliveries=settings.max_deliveries, claim_idle_ms=settings.claim_idle_ms,
@@ -126,6 +129,10 @@ class Worker:
         return await self.run_round(fresh[: self.s.round_max_records])
 
     async def _rollout(self, policy: Policy, model: str, record: StreamRecord) -> Rollout | None:
+        async with self.rollout_slots:
+            return await self._rollout_one(policy, model, record)
+
+    async def _rollout_one(self, policy: Policy, model: str, record: StreamRecord) -> Rollout | None:
         assert self.rollouts is not None
         image = await self.redis.get(record.image_key)
         if image is None:
@@ -156,12 +163,14 @@ class Worker:
         )
         gate_now = [r for r in results[: len(held_out)] if r is not None]
         rollouts = [r for r in results[len(held_out) :] if r is not None]
+        timings = {"rollouts_s": time.monotonic() - started}
         groups, stats = build_groups(rollouts, self.round_cfg, self.rng)
         keepalive = asyncio.create_task(self._keepalive())
         try:
             stats = await asyncio.to_thread(train_round, policy, groups, self.round_cfg, stats, self.rng)
         finally:
             keepalive.cancel()
+        timings["training_s"] = time.monotonic() - started - sum(timings.values())
         self._observe(stats)
         if stats.steps == 0:
             # Nothing to learn from (every group unanimous): the records are used, no version is made.
@@ -182,6 +191,7 @@ class Worker:
         path = await asyncio.to_thread(save_version, policy, self.s.adapters_folder, version, metadata)
         await self.lifecycle.registry.register(version, str(path), metadata)
         decision = await self.gate(version, path, held_out, gate_now, parent)
+        timings["gate_s"] = time.monotonic() - started - sum(timings.values())
         await record_decision(self.redis, version, decision)
         if decision.passed:
             self.policy_version = version  # the in-memory policy is now exactly this version
@@ -194,8 +204,14 @@ class Worker:
             log.warning("candidate v%d rejected: %s", version, "; ".join(decision.reasons))
         await self.consumer.commit(fresh)
         await self.lifecycle.prune()
-        self.metrics.round_duration.observe(time.monotonic() - started)
-        log.info("round done: v%d from v%d, %d records, %d steps", version, parent, len(train), stats.steps)
+        took = time.monotonic() - started
+        timings["swap_s"] = took - sum(timings.values())
+        self.metrics.round_duration.observe(took)
+        log.info(
+            "round done: v%d from v%d, %d records (+%d replayed, %d held out), %d steps, %.1f s (%s)",
+            version, parent, len(train), len(replayed), len(held_out), stats.steps, took,
+            ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in timings.items()),
+        )  # fmt: skip
         return stats
 
     def _split(self, fresh: list[StreamRecord]) -> tuple[list[StreamRecord], list[StreamRecord]]:
@@ -271,7 +287,7 @@ class Worker:
         if self.rollouts is not None:
             await self.rollouts.aclose()
         await self.engine.aclose()
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
 
 def _slice(rollouts: list[Rollout]) -> SliceStats:

@@ -134,7 +134,9 @@ def demo(
     ] = None,
     severity: Annotated[int | None, typer.Option(min=1, max=5, help="severity of the shift, 1..5")] = None,
     rate: Annotated[float | None, typer.Option(min=0.0, help="requests per second of the stream")] = None,
-    passes: Annotated[int | None, typer.Option(min=1, help="passes over the 400 shifted images")] = None,
+    drifted: Annotated[
+        int | None, typer.Option(min=1, help="drifted requests (cycling over the 400 shifted images)")
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="seed of the worker's sampling and the feedback draw")
     ] = None,
@@ -147,8 +149,8 @@ def demo(
     if shift is not None and shift not in SHIFTS:
         console.print(f"[red]unknown shift {shift!r}[/red]: choose one of {', '.join(SHIFTS)}")
         raise typer.Exit(2)
-    chosen = {"demo_shift": shift, "demo_severity": severity, "demo_rate": rate, "demo_passes": passes,
-              "demo_seed": seed}  # fmt: skip
+    chosen = {"demo_shift": shift, "demo_severity": severity, "demo_rate": rate,
+              "demo_drifted_requests": drifted, "demo_seed": seed}  # fmt: skip
     settings = _settings().model_copy(update={k: v for k, v in chosen.items() if v is not None})
     raise typer.Exit(run_demo(settings, console, wait=wait))
 

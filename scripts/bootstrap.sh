@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the local stack and the tests need, on a fresh Debian machine:
-#   1. Debian packages: redis-server, prometheus (+ promtool);
+#   1. Debian packages: redis-server, prometheus (+ promtool), docker-compose (validates docker-compose.yml
+#      offline: no Docker engine is needed or started);
 #   2. the project virtualenv .venv from requirements/lock-cpu.txt (exact versions, no resolver);
 #   3. torchvision made importable on CPU (PyPI ships only CUDA builds of it; see below).
 # Re-running it is cheap: each step checks first and does nothing when already done.
@@ -23,6 +24,7 @@ command -v "$PYTHON" >/dev/null || die "no '$PYTHON' on PATH: install Python 3.1
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if ((${#missing[@]})); then
   step "installing Debian packages: ${missing[*]}"
   if [[ $(id -u) == 0 ]]; then sudo=(); elif sudo -n true 2>/dev/null; then sudo=(sudo); else

@@ -15,33 +15,43 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from types import FrameType
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from stack.evaluation import VersionAccuracy, evaluate_versions
+from stack.evaluation import VersionAccuracy, base_answers_correct, evaluate_versions
 from stack.plot import plot_run
 from stack.process import LaunchError
 from stack.prometheus import query_range
-from stack.scenario import ScenarioLog, run_scenario, shifted_eval
+from stack.scenario import ScenarioLog, Served, phases, run_scenario, shifted_eval, write_probe
 from stack.settings import StackSettings
 from stack.up import LocalStack, running_stack
 
-# Worker settings for a stream of a few requests per second on 2 cores: short rounds, so the demo shows
-# several gated swaps in minutes. A TTRV_* variable set in the environment wins over these.
+# Worker settings for a stream of a few requests per second on 2 CPU cores, where vLLM's sampling is the
+# bottleneck: rounds of 32 records with 16 samples each (a third of the default rollouts), two passes of
+# GRPO over each round's groups, and no replay buffer, because the demo's stream shows every image twice.
+# A TTRV_* variable set in the environment wins over these.
 DEMO_WORKER = {
     "TTRV_ROUND_MIN_RECORDS": "32",
-    "TTRV_ROUND_MAX_RECORDS": "64",
+    "TTRV_ROUND_MAX_RECORDS": "32",
     "TTRV_ROUND_INTERVAL_S": "30",
+    "TTRV_SAMPLES": "16",
+    "TTRV_KEEP": "8",
+    "TTRV_EPOCHS": "2",
+    "TTRV_REPLAY_SHARE": "0",
+    "TTRV_MAX_TOKENS": "4",
     "TTRV_SWAP_GRACE_S": "5",
     "TTRV_DRIFT_WINDOW": "100",
     "TTRV_GATE_MIN_LABELS": "10",
     "TTRV_ROLLBACK_MIN_LABELS": "10",
     "TTRV_ROLLBACK_CHECK_S": "10",
     "TTRV_LOG_JSON": "false",
+    # One training thread: vLLM's CPU engine keeps the cores busy, and two torch threads contending with it
+    # make each GRPO step many times slower than one thread.
+    "OMP_NUM_THREADS": "1",
 }
 
 
@@ -56,21 +66,55 @@ def _stop_on_sigterm() -> None:
 
 def worker_overrides(settings: StackSettings) -> dict[str, str]:
     tuned = {k: v for k, v in DEMO_WORKER.items() if k not in os.environ}
+    probe = write_probe(settings, settings.runs_dir / "demo-probe.jsonl")
+    if probe is not None and "TTRV_PROBE_PATH" not in os.environ:
+        tuned["TTRV_PROBE_PATH"] = str(probe)
     return {**tuned, "TTRV_SEED": str(settings.demo_seed)}
 
 
-def served_table(log: ScenarioLog, drifted: str) -> Table:
+@dataclass(frozen=True)
+class Window:
+    """A stretch of the served stream: its accuracy, and the base model's on exactly the same requests."""
+
+    first: int  # request numbers within the phase, 1-based
+    last: int
+    served: float
+    base: float
+
+    @property
+    def gain(self) -> float:
+        return self.served - self.base
+
+
+def windows(events: list[Served], base_correct: dict[str, bool], size: int) -> list[Window]:
+    """Consecutive windows of `size` served requests (the last may be shorter), paired with the base.
+
+    >>> e = [Served(0.0, "x", 1, c, r) for c, r in [(True, "a"), (True, "b"), (False, "a")]]
+    >>> [(w.first, w.last, w.served, w.base) for w in windows(e, {"a": False, "b": True}, 2)]
+    [(1, 2, 1.0, 0.5), (3, 3, 0.0, 0.0)]
+    """
+    out = []
+    for start in range(0, len(events), size):
+        part = events[start : start + size]
+        served = sum(e.correct for e in part) / len(part)
+        base = sum(base_correct[e.row_id] for e in part) / len(part)
+        out.append(Window(start + 1, start + len(part), served, base))
+    return out
+
+
+def served_table(log: ScenarioLog, drifted: str, paired: list[Window]) -> Table:
     table = Table(
-        "stream", "answers", "served accuracy", title="served accuracy (labels checked by the demo)"
-    )
-    events = log.in_phase(drifted)
-    for name, part in (
-        ("clean", log.in_phase("clean")),
-        (f"{drifted}: first 100", events[:100]),
-        (f"{drifted}: last 100", events[-100:]),
-    ):
-        acc, n = log.accuracy(part)
-        table.add_row(name, str(n), f"{acc:.1%}")
+        "requests", "served accuracy", "base model, same requests", "gain (points)",
+        title=f"served accuracy on the {drifted} stream, against the base model on the same requests",
+    )  # fmt: skip
+    clean, n = log.accuracy(log.in_phase("clean"))
+    table.add_row(f"clean 1-{n}", f"{clean:.1%}", "", "")
+    for w in paired:
+        colour = "green" if w.gain > 0 else "red" if w.gain < 0 else "white"
+        table.add_row(
+            f"{drifted} {w.first}-{w.last}", f"{w.served:.1%}", f"{w.base:.1%}",
+            f"[{colour}]{w.gain * 100:+.1f}[/{colour}]",
+        )  # fmt: skip
     return table
 
 
@@ -95,12 +139,21 @@ def _finish(
     clean_rows = settings.home / "data" / "clean" / "eval.jsonl"
     with console.status("evaluating every served version on held-out images"):
         results = asyncio.run(
-            evaluate_versions(stack.vllm_url, log.adapters, shifted_eval(settings), clean_rows)
+            evaluate_versions(
+                stack.vllm_url, log.adapters, shifted_eval(settings), clean_rows, settings.demo_eval_images
+            )
         )
-    console.print(served_table(log, drifted))
+    with console.status("asking the base model the stream's questions, for the paired comparison"):
+        base_correct = asyncio.run(
+            base_answers_correct(stack.vllm_url, [r for p in phases(settings) for r in p.rows])
+        )
+    paired = windows(log.in_phase(drifted), base_correct, 100)
+    console.print(served_table(log, drifted, paired))
     console.print(versions_table(results, drifted))
     drift = query_range(stack.prometheus, "ttrv_drift_score", log.started, time.time(), 5.0)
-    picture = plot_run(log.served, log.adapters.history, drift, log.started, stack.run_dir / "demo.png")
+    picture = plot_run(
+        log.served, base_correct, log.adapters.history, drift, log.started, stack.run_dir / "demo.png"
+    )
     w = log.worker
     summary = {
         "shift": drifted,
@@ -108,14 +161,8 @@ def _finish(
         "elapsed_s": round(time.time() - log.started, 1),
         "answered": len(log.served),
         "failed": log.failed,
-        "served": {
-            name: log.accuracy(part)[0]
-            for name, part in (
-                ("clean", log.in_phase("clean")),
-                ("drifted_first_100", log.in_phase(drifted)[:100]),
-                ("drifted_last_100", log.in_phase(drifted)[-100:]),
-            )
-        },
+        "served_clean": log.accuracy(log.in_phase("clean"))[0],
+        "served_drifted_windows": [{**asdict(w), "gain": w.gain} for w in paired],
         "versions": [asdict(r) for r in results],
         "current": log.adapters.current,
         "rounds": {
@@ -128,6 +175,16 @@ def _finish(
     (stack.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     console.print(f"plot: [bold]{picture}[/bold]; summary: {stack.run_dir / 'summary.json'}")
     return summary
+
+
+def _pause_adaptation(stack: LocalStack) -> None:
+    import redis
+
+    from server import keys
+
+    client = redis.Redis.from_url(stack.redis_url)
+    client.set(keys.ADAPTATION_PAUSED, "1")  # what POST /v1/adaptation/pause does
+    client.close()
 
 
 def wait_for_ctrl_c(stack: LocalStack, console: Console) -> None:
@@ -151,6 +208,7 @@ def run_demo(settings: StackSettings, console: Console, wait: bool = True) -> in
             console.print(f"stack up: API {stack.api} (docs {stack.api}/docs), Prometheus {stack.prometheus}")
             with Live(console=console, refresh_per_second=2) as live:
                 log = asyncio.run(run_scenario(stack, settings, live))
+            _pause_adaptation(stack)  # the stream is over: measure the versions it produced, as they are
             summary = _finish(stack, settings, log, console)
             if wait:
                 wait_for_ctrl_c(stack, console)

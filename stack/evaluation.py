@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.models import AdapterList
+from clients.rows import Row
 from server import keys
 from server.engine import EngineClient
 from stack.vllm import SERVED_NAME
@@ -25,14 +26,20 @@ class VersionAccuracy:
 
 
 async def evaluate_versions(
-    vllm_url: str, adapters: AdapterList, shifted_rows: Path, clean_rows: Path, max_tokens: int = 32
+    vllm_url: str,
+    adapters: AdapterList,
+    shifted_rows: Path,
+    clean_rows: Path,
+    limit: int,
+    max_tokens: int = 32,
 ) -> list[VersionAccuracy]:
-    """Base model and every version that was ever promoted (and whose files are kept)."""
+    """Base model and every version that was ever promoted (and whose files are kept), on the first
+    `limit` rows of each file."""
     from adapter.labeled import Evaluator, load_probe
 
-    shifted, clean = load_probe(shifted_rows), load_probe(clean_rows)
+    shifted, clean = load_probe(shifted_rows)[:limit], load_probe(clean_rows)[:limit]
     engine = EngineClient(vllm_url, timeout_s=120.0)
-    evaluator = Evaluator(engine, max_tokens, concurrency=16)
+    evaluator = Evaluator(engine, max_tokens, concurrency=32)
     served = [v for v in adapters.versions if v.status in ("promoted", "rolled_back") and not v.pruned]
     results = []
     try:
@@ -51,3 +58,20 @@ async def evaluate_versions(
     finally:
         await engine.aclose()
     return results
+
+
+async def base_answers_correct(vllm_url: str, rows: list[Row], max_tokens: int = 32) -> dict[str, bool]:
+    """Whether the base model's greedy answer is right, per row id: what serving without adaptation would
+    have given on exactly the requests that were served (the paired reference for served accuracy)."""
+    from adapter.labeled import Evaluator, LabeledItem
+
+    unique = {row.id: row for row in rows if row.answer is not None}
+    items = [
+        LabeledItem(r.id, r.image_path.read_bytes(), r.prompt, None, str(r.answer)) for r in unique.values()
+    ]
+    engine = EngineClient(vllm_url, timeout_s=120.0)
+    try:
+        marks = await Evaluator(engine, max_tokens, concurrency=32).correct(SERVED_NAME, items)
+    finally:
+        await engine.aclose()
+    return {item.key: mark for item, mark in zip(items, marks, strict=True)}

@@ -31,6 +31,7 @@ def rolling(values: Sequence[bool], window: int) -> list[float]:
 
 def plot_run(
     served: Sequence[Served],
+    base_correct: dict[str, bool],
     moves: Sequence[AdapterMove],
     drift: Sequence[dict[str, Any]],
     started: float,
@@ -69,13 +70,22 @@ def plot_run(
     top.set_ylim(0.0, 1.05)
     top.legend(loc="lower left")
     top.set_title("ttrv demo: served accuracy and drift (green: promotion, red: rollback)")
+    # The input shift is a standardized distance (unbounded); the other two are in 0..1: two scales.
+    inputs_axis = bottom.twinx()
+    end = times[-1] if times else 0.0
     for series in drift:
-        points = [(float(t) - started, float(v)) for t, v in series["values"]]
-        bottom.plot([p[0] for p in points], [p[1] for p in points], label=series["metric"].get("signal", "?"))
-    bottom.set_ylabel("drift score")
+        points = [(float(t) - started, float(v)) for t, v in series["values"] if float(t) - started <= end]
+        signal = series["metric"].get("signal", "?")
+        axis = inputs_axis if signal == "inputs" else bottom
+        style = {"color": "tab:purple", "linestyle": "--"} if signal == "inputs" else {}
+        axis.plot([p[0] for p in points], [p[1] for p in points], label=signal, **style)
+    bottom.set_ylabel("answers / agreement drift")
+    inputs_axis.set_ylabel("input shift (std. units)", color="tab:purple")
     bottom.set_xlabel("seconds since the stream started")
     if drift:
-        bottom.legend(loc="upper left")
+        lines = bottom.get_legend_handles_labels()
+        extra = inputs_axis.get_legend_handles_labels()
+        bottom.legend(lines[0] + extra[0], lines[1] + extra[1], loc="upper left")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

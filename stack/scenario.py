@@ -43,6 +43,7 @@ class Served:
     phase: str
     version: int
     correct: bool
+    row_id: str  # which image: the same image is asked again in a later pass
 
 
 @dataclass
@@ -62,18 +63,41 @@ class ScenarioLog:
         return [e for e in self.served if e.phase == phase]
 
 
-def phases(settings: StackSettings) -> list[Phase]:
-    """Clean held-out digits, then the drifted adaptation stream, `demo_passes` times (as TTRV does)."""
+def ensure_data(settings: StackSettings) -> None:
+    """Write the clean and the chosen shift's built-in streams if they are not there yet."""
     from adapter.digits.dataset import stream_name, write_stream
 
     data = settings.home / "data"
-    name = stream_name(settings.demo_shift, settings.demo_severity)
     for shift, severity in (("clean", 0), (settings.demo_shift, settings.demo_severity)):
         if not (data / stream_name(shift, severity) / "eval.jsonl").exists():
             write_stream(data, shift, severity, seed=0)
+
+
+def phases(settings: StackSettings) -> list[Phase]:
+    """Clean held-out digits, then the drifted adaptation stream, cycled over (TTRV adapts on the test
+    stream itself, about twice over)."""
+    from adapter.digits.dataset import stream_name
+
+    ensure_data(settings)
+    data = settings.home / "data"
+    name = stream_name(settings.demo_shift, settings.demo_severity)
     clean = list(read_rows(data / "clean" / "eval.jsonl"))[: settings.demo_clean_requests]
-    drifted = list(read_rows(data / name / "adapt.jsonl")) * settings.demo_passes
+    adapt = list(read_rows(data / name / "adapt.jsonl"))
+    drifted = [adapt[i % len(adapt)] for i in range(settings.demo_drifted_requests)]
     return [Phase("clean", clean), Phase(name, drifted)]
+
+
+def write_probe(settings: StackSettings, out: Path) -> Path | None:
+    """The worker's probe file: labeled clean images the stream never shows (a fixed validation sample an
+    operator would keep), so a version that forgets the original domain is not promoted."""
+    if settings.demo_probe_images <= 0:
+        return None
+    ensure_data(settings)
+    rows = list(read_rows(settings.home / "data" / "clean" / "eval.jsonl"))
+    chosen = rows[settings.demo_clean_requests : settings.demo_clean_requests + settings.demo_probe_images]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(row.model_dump_json() + "\n" for row in chosen))
+    return out
 
 
 def shifted_eval(settings: StackSettings) -> Path:
@@ -158,7 +182,7 @@ async def run_scenario(stack: LocalStack, settings: StackSettings, live: Live) -
                     if row.answer is not None:
                         correct = same_answer(reply.answer, row.answer)
                         log.served.append(
-                            Served(time.time() - log.started, phase, reply.adapter_version, correct)
+                            Served(time.time() - log.started, phase, reply.adapter_version, correct, row.id)
                         )
                     log.sent += 1
 

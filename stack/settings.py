@@ -45,17 +45,24 @@ class StackSettings(BaseSettings):
     )
     demo_severity: int = Field(default=3, ge=1, le=5, description="severity 1..5 of the demo's shift")
     demo_clean_requests: int = Field(default=150, description="clean requests before the stream drifts")
-    demo_passes: int = Field(
-        default=2,
-        description="passes over the 400 shifted images of the adaptation split (the drifted stream)",
+    demo_drifted_requests: int = Field(
+        default=800,
+        description="requests of the drifted stream, cycling over the 400 shifted adaptation images",
     )
     demo_rate: float = Field(
-        default=4.0, description="requests/s of the demo's stream (0 = as fast as possible)"
+        default=3.0, description="requests/s of the demo's stream (0 = as fast as possible)"
     )
     demo_feedback_share: float = Field(
         default=0.05, description="share of answered requests whose label is sent back through /v1/feedback"
     )
     demo_seed: int = Field(default=0, description="seed of the worker's sampling and of the feedback draw")
+    demo_probe_images: int = Field(
+        default=100,
+        description="labeled clean images the worker's probe file gets (guards against forgetting; 0 = none)",
+    )
+    demo_eval_images: int = Field(
+        default=300, description="held-out images per split in the demo's final evaluation of each version"
+    )
 
     @property
     def runs_dir(self) -> Path:

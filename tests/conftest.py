@@ -1,4 +1,5 @@
-"""Shared test set-up: tests under tests/integration/ are marked `integration` automatically."""
+"""Shared test set-up: tests under tests/integration/ and tests/e2e/ (real processes) are marked
+`integration` automatically."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-INTEGRATION_DIR = Path(__file__).parent / "integration"
+REAL_PARTS_DIRS = (Path(__file__).parent / "integration", Path(__file__).parent / "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if INTEGRATION_DIR in Path(str(item.fspath)).parents:
+        if any(folder in Path(str(item.fspath)).parents for folder in REAL_PARTS_DIRS):
             item.add_marker(pytest.mark.integration)
