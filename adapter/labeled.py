@@ -28,7 +28,7 @@ from adapter.rollouts import image_mime
 from clients.rows import read_rows
 from server import keys
 from server.answering import render_question
-from server.engine import EngineClient
+from server.engine import AdapterNotLoadedError, EngineClient
 
 EVAL_PRIORITY = 5  # after served answers (0), before adaptation rollouts (10)
 
@@ -89,17 +89,27 @@ class Evaluator:
         self.max_tokens = max_tokens
         self.slots = asyncio.Semaphore(concurrency)
 
-    async def correct(self, model: str, items: Sequence[LabeledItem]) -> list[bool]:
+    async def correct(self, model: str, items: Sequence[LabeledItem], path: str | None = None) -> list[bool]:
+        """Whether `model`'s greedy answer is right, per item. With `path`, an adapter that another process
+        unloaded meanwhile (vLLM's 404) is loaded again and the request retried."""
+
         async def one(item: LabeledItem) -> bool:
-            async with self.slots:
-                texts = await self.engine.complete(
-                    model, item.image, image_mime(item.image), item.question,
-                    max_tokens=self.max_tokens, priority=EVAL_PRIORITY,
-                )  # fmt: skip
+            for attempt in range(3):
+                try:
+                    async with self.slots:
+                        texts = await self.engine.complete(
+                            model, item.image, image_mime(item.image), item.question,
+                            max_tokens=self.max_tokens, priority=EVAL_PRIORITY,
+                        )  # fmt: skip
+                    break
+                except AdapterNotLoadedError:
+                    if path is None or attempt == 2:
+                        raise
+                    await self.engine.load_adapter(model, path)
             return matches_label(extract_answer(texts[0], item.options) or "", item.label)
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 
-    async def accuracy(self, model: str, items: Sequence[LabeledItem]) -> float:
-        marks = await self.correct(model, items)
+    async def accuracy(self, model: str, items: Sequence[LabeledItem], path: str | None = None) -> float:
+        marks = await self.correct(model, items, path)
         return sum(marks) / len(marks) if marks else 0.0

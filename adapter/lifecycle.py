@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import shutil
 import time
 from collections.abc import Iterable
@@ -58,6 +59,30 @@ def prunable(
     return sorted(v for v in old if v not in keep and not versions[v].get("pruned"))
 
 
+def clearly_worse(current: list[bool], previous: list[bool], tolerance: float, alpha: float = 0.05) -> bool:
+    """Whether `current` is worse than `previous` on the same items by more than `tolerance`, and the items
+    they disagree on make chance an unlikely explanation (one-sided sign test on the discordant pairs).
+
+    A rollback moves what every client is served, so one or two flipped labels must not trigger it.
+
+    >>> clearly_worse([True] * 9 + [False], [True] * 10, tolerance=0.02)  # one flip: could be chance
+    False
+    >>> clearly_worse([True] * 14 + [False] * 6, [True] * 20, tolerance=0.02)  # six flips, none back
+    True
+    """
+    lost = sum(p and not c for c, p in zip(current, previous, strict=True))
+    won = sum(c and not p for c, p in zip(current, previous, strict=True))
+    n = lost + won
+    if not current or (lost - won) / len(current) <= tolerance:
+        return False
+    p_value = sum(math.comb(n, k) for k in range(lost, n + 1)) / 2**n
+    return p_value < alpha
+
+
+def _mean(marks: list[bool]) -> float:
+    return sum(marks) / len(marks) if marks else 0.0
+
+
 class Lifecycle:
     def __init__(
         self, settings: WorkerSettings, redis: aioredis.Redis, engine: EngineClient, metrics: WorkerMetrics
@@ -71,7 +96,7 @@ class Lifecycle:
         self.evaluator = Evaluator(engine, settings.max_tokens)
         self._probe: list[LabeledItem] = []
         self._probe_mtime = -1.0
-        self._probe_acc: dict[int, float] = {}
+        self._probe_marks: dict[int, list[bool]] = {}  # per version: right or wrong on each probe item
         self._retiring: dict[int, asyncio.Task[None]] = {}
         self._checked: tuple[int, int] = (-1, 0)  # (version, labels) at the last feedback comparison
         self._last_check = 0.0
@@ -89,17 +114,23 @@ class Lifecycle:
             return []
         mtime = path.stat().st_mtime
         if mtime != self._probe_mtime:
-            self._probe, self._probe_mtime, self._probe_acc = load_probe(path), mtime, {}
+            self._probe, self._probe_mtime, self._probe_marks = load_probe(path), mtime, {}
         return self._probe
 
-    async def probe_accuracy(self, version: int) -> float | None:
+    async def probe_marks(self, version: int) -> list[bool] | None:
+        """Whether `version` answers each probe item right (evaluated once per version and probe file)."""
         items = self.probe()
         if not items:
             return None
-        if version not in self._probe_acc:
-            self._probe_acc[version] = await self.evaluator.accuracy(self.name(version), items)
-            self.metrics.set_per_version(self.metrics.probe_accuracy, self._probe_acc)
-        return self._probe_acc[version]
+        if version not in self._probe_marks:
+            self._probe_marks[version] = await self.evaluator.correct(self.name(version), items)
+            accuracy = {v: sum(m) / len(m) for v, m in self._probe_marks.items()}
+            self.metrics.set_per_version(self.metrics.probe_accuracy, accuracy)
+        return self._probe_marks[version]
+
+    async def probe_accuracy(self, version: int) -> float | None:
+        marks = await self.probe_marks(version)
+        return None if marks is None else sum(marks) / len(marks)
 
     async def gate_accuracy(self, candidate: int, current: int) -> dict[str, tuple[float, float]]:
         """(candidate, current) accuracy per labeled check that has enough labels; both on the same items."""
@@ -107,6 +138,10 @@ class Lifecycle:
         cand_probe, cur_probe = await self.probe_accuracy(candidate), await self.probe_accuracy(current)
         if cand_probe is not None and cur_probe is not None:
             checks["probe"] = (cand_probe, cur_probe)
+            base_probe = await self.probe_accuracy(0)
+            if current != 0 and base_probe is not None:
+                # Small losses within the tolerance must not add up, round after round, to below the start.
+                checks["probe vs base"] = (cand_probe, base_probe)
         items = await recent_feedback(self.redis, self.s.feedback_window)
         if len(items) >= self.s.gate_min_labels:
             cand, cur = await asyncio.gather(
@@ -186,13 +221,16 @@ class Lifecycle:
         if entry is None or entry.get("pruned"):
             return None
         reasons = []
-        if previous:
+        loaded_here = False
+        if previous and self.name(previous) not in await self.engine.loaded_models():
             await self.make_room(keep={previous})
             await self.engine.load_adapter(self.name(previous), str(entry["path"]))
+            loaded_here = True
         try:
-            reasons = await self._regressions(current, previous)
+            reasons = await self._regressions(current, previous, str(entry.get("path") or "") or None)
         finally:
-            if previous and not reasons and previous not in self._retiring:
+            # Unload only what this check loaded: another process may be using a name it found loaded.
+            if loaded_here and not reasons and previous not in self._retiring:
                 await self.engine.unload_adapter(self.name(previous))
         if not reasons:
             return None
@@ -203,12 +241,17 @@ class Lifecycle:
         self.retire(current)
         return previous
 
-    async def _regressions(self, current: int, previous: int) -> list[str]:
+    async def _regressions(self, current: int, previous: int, previous_path: str | None) -> list[str]:
+        """Why `current` is worse than `previous` on labels, if it is: both checks are paired (the same
+        items) and must be beyond the tolerance *and* unlikely to be chance (`clearly_worse`)."""
         tol = self.s.accuracy_tolerance
         reasons = []
-        cur_probe, prev_probe = await self.probe_accuracy(current), await self.probe_accuracy(previous)
-        if cur_probe is not None and prev_probe is not None and cur_probe < prev_probe - tol:
-            reasons.append(f"probe accuracy {cur_probe:.1%}, v{previous} gets {prev_probe:.1%}")
+        cur_probe, prev_probe = await self.probe_marks(current), await self.probe_marks(previous)
+        if cur_probe is not None and prev_probe is not None and clearly_worse(cur_probe, prev_probe, tol):
+            reasons.append(
+                f"probe accuracy {_mean(cur_probe):.1%}, v{previous} gets {_mean(prev_probe):.1%} "
+                "on the same items"
+            )
         served = [
             i
             for i in await recent_feedback(self.redis, self.s.feedback_window)
@@ -218,12 +261,12 @@ class Lifecycle:
         fresh_labels = version != current or len(served) >= seen + 5  # re-compare only on new evidence
         if len(served) >= self.s.rollback_min_labels and fresh_labels:
             self._checked = (current, len(served))
-            cur = sum(bool(i.served_correct) for i in served) / len(served)
-            prev = await self.evaluator.accuracy(self.name(previous), served)
-            if cur < prev - tol:
+            cur = [bool(i.served_correct) for i in served]
+            prev = await self.evaluator.correct(self.name(previous), served, previous_path)
+            if clearly_worse(cur, prev, tol):
                 reasons.append(
-                    f"feedback accuracy {cur:.1%} on {len(served)} labeled answers, "
-                    f"v{previous} gets {prev:.1%} on the same requests"
+                    f"feedback accuracy {_mean(cur):.1%} on {len(served)} labeled answers, "
+                    f"v{previous} gets {_mean(prev):.1%} on the same requests"
                 )
         return reasons
 

@@ -94,6 +94,7 @@ class WorkerSettings(BaseSettings):
     )
     max_loaded_adapters: int = Field(
         default=4,
+        ge=3,  # the current version, the previous one in its grace period, and a candidate under the gate
         description="adapters kept loaded in vLLM at once; at most vLLM's --max-loras and --max-cpu-loras",
     )
     retention_promoted: int = Field(

@@ -31,13 +31,15 @@ async def evaluate_versions(
     shifted_rows: Path,
     clean_rows: Path,
     limit: int,
+    skip_shifted: int = 0,
     max_tokens: int = 32,
 ) -> list[VersionAccuracy]:
-    """Base model and every version that was ever promoted (and whose files are kept), on the first
-    `limit` rows of each file."""
+    """Base model and every version that was ever promoted (and whose files are kept), on `limit` rows of
+    each file; the first `skip_shifted` shifted rows (the gate's probe) are left out."""
     from adapter.labeled import Evaluator, load_probe
 
-    shifted, clean = load_probe(shifted_rows)[:limit], load_probe(clean_rows)[:limit]
+    shifted = load_probe(shifted_rows)[skip_shifted : skip_shifted + limit]
+    clean = load_probe(clean_rows)[:limit]
     engine = EngineClient(vllm_url, timeout_s=120.0)
     evaluator = Evaluator(engine, max_tokens, concurrency=32)
     served = [v for v in adapters.versions if v.status in ("promoted", "rolled_back") and not v.pruned]
@@ -46,11 +48,11 @@ async def evaluate_versions(
         for info in [None, *served]:
             version = 0 if info is None else info.version
             name = keys.adapter_name(version, SERVED_NAME)
-            if version:
-                path = next(str(v.path) for v in adapters.versions if v.version == version)
+            path = None if info is None else info.path
+            if path is not None:
                 await engine.load_adapter(name, path)
-            shifted_acc = await evaluator.accuracy(name, shifted)
-            clean_acc = await evaluator.accuracy(name, clean)
+            shifted_acc = await evaluator.accuracy(name, shifted, path)
+            clean_acc = await evaluator.accuracy(name, clean, path)
             if version and version != adapters.current:
                 await engine.unload_adapter(name)
             status = "base" if info is None else info.status

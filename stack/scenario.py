@@ -88,13 +88,14 @@ def phases(settings: StackSettings) -> list[Phase]:
 
 
 def write_probe(settings: StackSettings, out: Path) -> Path | None:
-    """The worker's probe file: labeled clean images the stream never shows (a fixed validation sample an
-    operator would keep), so a version that forgets the original domain is not promoted."""
+    """The worker's probe file: the first `demo_probe_images` labeled images of the shifted evaluation
+    split, as an operator would label a small sample once drift shows. The labels never train anything;
+    they let the gate refuse a candidate that answers the new domain worse. The stream never shows these
+    images, and the final held-out evaluation skips them."""
     if settings.demo_probe_images <= 0:
         return None
     ensure_data(settings)
-    rows = list(read_rows(settings.home / "data" / "clean" / "eval.jsonl"))
-    chosen = rows[settings.demo_clean_requests : settings.demo_clean_requests + settings.demo_probe_images]
+    chosen = list(read_rows(shifted_eval(settings)))[: settings.demo_probe_images]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(row.model_dump_json() + "\n" for row in chosen))
     return out

@@ -50,7 +50,7 @@ class StackSettings(BaseSettings):
         description="requests of the drifted stream, cycling over the 400 shifted adaptation images",
     )
     demo_rate: float = Field(
-        default=3.0, description="requests/s of the demo's stream (0 = as fast as possible)"
+        default=2.0, description="requests/s of the demo's stream (0 = as fast as possible)"
     )
     demo_feedback_share: float = Field(
         default=0.05, description="share of answered requests whose label is sent back through /v1/feedback"
@@ -58,7 +58,7 @@ class StackSettings(BaseSettings):
     demo_seed: int = Field(default=0, description="seed of the worker's sampling and of the feedback draw")
     demo_probe_images: int = Field(
         default=100,
-        description="labeled clean images the worker's probe file gets (guards against forgetting; 0 = none)",
+        description="labeled shifted images in the worker's probe file (the gate's labeled check; 0 = none)",
     )
     demo_eval_images: int = Field(
         default=300, description="held-out images per split in the demo's final evaluation of each version"
