@@ -34,7 +34,8 @@ class GateConfig:
     min_length_ratio: float = 0.5
     collapse_top_share: float = 0.5
     max_top_share_rise: float = 0.30
-    tolerance: float = 0.02  # accuracy points (as a fraction) a labelled check may lose
+    tolerance: float = 0.02  # accuracy (as a fraction) a labelled check may lose against the current version
+    base_tolerance: float = 0.0  # ... and against the base model: small losses must not add up below it
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,16 @@ def decide(
     current: SliceStats,
     cfg: GateConfig,
     accuracy: dict[str, tuple[float, float]] | None = None,
+    floors: dict[str, tuple[float, float]] | None = None,
 ) -> GateDecision:
     """Pass or reject `candidate` against `current`.
 
-    `accuracy` maps each labelled check (probe set, delayed feedback) to (candidate, current) accuracy.
+    `accuracy` maps each labelled check (probe set, delayed feedback) to (candidate, current) accuracy;
+    `floors` maps a labelled check to (candidate, base model) accuracy, held to `base_tolerance`.
+
+    >>> ok = SliceStats(0.8, 0.15, 1.0, 2.0, 40)
+    >>> decide(ok, ok, GateConfig(), {"probe": (0.85, 0.86)}, {"probe": (0.85, 0.86)}).reasons
+    ['probe accuracy below the base model: 85.0% (base 86.0%)']
     """
     reasons = []
     if candidate.parseable < current.parseable - cfg.max_parseable_drop:
@@ -102,6 +109,9 @@ def decide(
     for name, (cand, cur) in (accuracy or {}).items():
         if cand < cur - cfg.tolerance:
             reasons.append(f"{name} accuracy dropped: {cand:.1%} (was {cur:.1%})")
+    for name, (cand, base) in (floors or {}).items():
+        if cand < base - cfg.base_tolerance:
+            reasons.append(f"{name} accuracy below the base model: {cand:.1%} (base {base:.1%})")
     metrics = {
         "gate_agreement": candidate.agreement,
         "gate_top_share": candidate.top_share,
@@ -112,4 +122,6 @@ def decide(
     for name, (cand, cur) in (accuracy or {}).items():
         metrics[f"{name}_accuracy"] = cand
         metrics[f"{name}_accuracy_current"] = cur
+    for name, (_, base) in (floors or {}).items():
+        metrics[f"{name}_accuracy_base"] = base
     return GateDecision(not reasons, reasons, metrics)

@@ -132,16 +132,19 @@ class Lifecycle:
         marks = await self.probe_marks(version)
         return None if marks is None else sum(marks) / len(marks)
 
-    async def gate_accuracy(self, candidate: int, current: int) -> dict[str, tuple[float, float]]:
-        """(candidate, current) accuracy per labeled check that has enough labels; both on the same items."""
+    async def gate_accuracy(
+        self, candidate: int, current: int
+    ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+        """Per labeled check with enough labels: (candidate, current) accuracy, and (candidate, base model)
+        accuracy where the check has a floor; always on the same items."""
         checks: dict[str, tuple[float, float]] = {}
+        floors: dict[str, tuple[float, float]] = {}
         cand_probe, cur_probe = await self.probe_accuracy(candidate), await self.probe_accuracy(current)
-        if cand_probe is not None and cur_probe is not None:
+        base_probe = await self.probe_accuracy(0)
+        if cand_probe is not None and cur_probe is not None and base_probe is not None:
             checks["probe"] = (cand_probe, cur_probe)
-            base_probe = await self.probe_accuracy(0)
-            if current != 0 and base_probe is not None:
-                # Small losses within the tolerance must not add up, round after round, to below the start.
-                checks["probe vs base"] = (cand_probe, base_probe)
+            # Small losses within the tolerance must not add up, round after round, to below the start.
+            floors["probe"] = (cand_probe, base_probe)
         items = await recent_feedback(self.redis, self.s.feedback_window)
         if len(items) >= self.s.gate_min_labels:
             cand, cur = await asyncio.gather(
@@ -149,7 +152,7 @@ class Lifecycle:
                 self.evaluator.accuracy(self.name(current), items),
             )
             checks["feedback"] = (cand, cur)
-        return checks
+        return checks, floors
 
     # --- swap ----------------------------------------------------------------------------------------
 

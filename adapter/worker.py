@@ -238,13 +238,13 @@ class Worker:
         await self.lifecycle.load_candidate(version, path)
         parent = await self.lifecycle.registry.current() if parent is None else parent
         await self.lifecycle.ensure_loaded(parent)
-        accuracy = await self.lifecycle.gate_accuracy(version, parent)
+        accuracy, floors = await self.lifecycle.gate_accuracy(version, parent)
         name = keys.adapter_name(version, self.s.base_model_name)
         results = await asyncio.gather(*(self._rollout(self.policy, name, r) for r in held_out))
         candidate = [r for r in results if r is not None]
         if not current:
-            return decide(_slice([]), _slice([]), self.gate_cfg, accuracy)
-        return decide(_slice(candidate), _slice(current), self.gate_cfg, accuracy)
+            return decide(_slice([]), _slice([]), self.gate_cfg, accuracy, floors)
+        return decide(_slice(candidate), _slice(current), self.gate_cfg, accuracy, floors)
 
     def _replayed(self, n_fresh: int) -> list[StreamRecord]:
         buffer = self.consumer.replay_buffer()

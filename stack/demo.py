@@ -124,7 +124,9 @@ def versions_table(results: list[VersionAccuracy], drifted: str) -> Table:
     base = results[0].shifted if results else 0.0
     for r in results:
         delta = f" ({(r.shifted - base) * 100:+.1f})" if r.version else ""
-        table.add_row(f"v{r.version}", r.status, f"{r.shifted:.1%}{delta}", f"{r.clean:.1%}")
+        table.add_row(
+            f"v{r.version}", r.status, f"{r.shifted:.1%}{delta}", "" if r.clean is None else f"{r.clean:.1%}"
+        )
     return table
 
 

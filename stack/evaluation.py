@@ -22,7 +22,7 @@ class VersionAccuracy:
     version: int
     status: str
     shifted: float
-    clean: float
+    clean: float | None  # measured for the base model and the final version only
 
 
 async def evaluate_versions(
@@ -52,7 +52,9 @@ async def evaluate_versions(
             if path is not None:
                 await engine.load_adapter(name, path)
             shifted_acc = await evaluator.accuracy(name, shifted, path)
-            clean_acc = await evaluator.accuracy(name, clean, path)
+            # Clean accuracy (forgetting) for the base and the version served at the end; it barely moves.
+            last = info is None or version == adapters.current
+            clean_acc = await evaluator.accuracy(name, clean, path) if last else None
             if version and version != adapters.current:
                 await engine.unload_adapter(name)
             status = "base" if info is None else info.status

@@ -226,6 +226,14 @@ def test_feedback_scores_the_served_answer(client: TestClient) -> None:
     assert reply.json() == {"id": served["id"], "correct": True, "adapter_version": 0}
     assert client.post("/v1/feedback", json={"id": served["id"], "label": "1"}).json()["correct"] is False
     assert_envelope(client.post("/v1/feedback", json={"id": "unknown", "label": "1"}), 404, "id")
+    # Each label keeps what is needed to ask any version the same question again (gate, rollback).
+    redis = client.app.state.gateway.redis  # type: ignore[attr-defined]
+    labels = client.portal.call(redis.xrange, keys.FEEDBACK)  # type: ignore[union-attr]
+    first = {k.decode(): v.decode() for k, v in labels[0][1].items()}
+    assert first["image"] == records(client)[0]["image"]
+    assert first["question"] == body()["question"]
+    assert first["adapter_version"] == "0"
+    assert first["correct"] == "1"
 
 
 def test_metrics_count_by_route_template(client: TestClient) -> None:

@@ -173,7 +173,7 @@ def test_the_gate_compares_probe_and_feedback_accuracy_on_the_same_items(tmp_pat
         )
     )
 
-    async def scenario() -> dict[str, tuple[float, float]]:
+    async def scenario() -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
         redis = fakeredis.FakeAsyncRedis()
         engine = AnswersByModel({"ttrv-v3": "7", "base": "1"})
         engine.loaded.add("ttrv-v3")
@@ -185,7 +185,9 @@ def test_the_gate_compares_probe_and_feedback_accuracy_on_the_same_items(tmp_pat
         assert len(await recent_feedback(redis, 100)) == 3
         return await life.gate_accuracy(3, 0)
 
-    assert run(scenario()) == {"probe": (1.0, 0.0), "feedback": (1.0, 0.0)}
+    checks, floors = run(scenario())
+    assert checks == {"probe": (1.0, 0.0), "feedback": (1.0, 0.0)}
+    assert floors == {"probe": (1.0, 0.0)}
 
 
 def test_retention_deletes_only_folders_nothing_can_read(tmp_path: Path) -> None:
