@@ -46,6 +46,8 @@ from adapter.logprobs import Prompt
 from adapter.offline import AdaptConfig, Row, adapt, prompts_for, read_rows, run_offline
 from adapter.policy import Policy
 from adapter.rewards import REWARD_KINDS, RewardKind
+from bench.common import make_console, write_json
+from bench.summary import headline
 from stack.settings import StackSettings
 
 DEFAULT_SHIFTS = tuple(SHIFTS)  # gaussian_noise, gaussian_blur, contrast, brightness, rotation
@@ -429,8 +431,7 @@ def run(
             }
         )
         if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(result, indent=1) + "\n")
+            write_json(json_out, result)
         return result
 
     for shift in shifts:
@@ -486,6 +487,29 @@ def run(
     return result
 
 
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a `run` result, for `bench.run_all`'s table: per shift, each reward's mean
+    held-out change and its margin over the random control (points), with the verdict of `real_gain`."""
+    rows = []
+    for shift, cells in result["summary"].items():
+        for reward, cell in cells.items():
+            std = "n/a" if math.isnan(cell["delta_std"]) else f"{cell['delta_std']:.1f}"
+            rows.append(
+                headline(f"{shift}: {reward} change", round(cell["delta_mean"], 2), "pts",
+                         note=f"± {std}, n={cell['n']}, base {cell['before_mean']:.1f}")
+            )  # fmt: skip
+        for reward, verdict in result["gains"].get(shift, {}).items():
+            if not verdict["seeds"]:
+                continue
+            row = headline(f"{shift}: {reward} − {CONTROL}", round(verdict["vs_control_points"], 2), "pts")
+            row["target"] = "> max(std) and mean > std"
+            row["met"] = verdict["real"] if verdict["decidable"] else None  # one seed: no std, no verdict
+            noise = "n/a" if math.isnan(verdict["noise_points"]) else f"{verdict['noise_points']:.1f}"
+            row["note"] = f"noise {noise}, n={len(verdict['seeds'])} paired"
+            rows.append(row)
+    return {"benchmark": "adaptation_gain", "headlines": rows}
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -524,9 +548,7 @@ def main(
     threads: Annotated[int, typer.Option(help="torch threads (1 leaves the other cores to others)")] = 1,
 ) -> None:
     """Held-out accuracy change from label-free adaptation, per shift and reward, against a random control."""
-    console = Console()
-    if not console.is_terminal:  # piped or logged: wide enough for the table
-        console = Console(width=140)
+    console = make_console(140)
     shift_list = _split(shifts)
     unknown = [s for s in shift_list if s not in SHIFTS]
     if unknown:

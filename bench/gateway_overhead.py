@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import io
 import json
 import os
-import platform
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,25 +34,33 @@ from typing import Annotated, Any
 import httpx
 import numpy as np
 import typer
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from bench.common import (
+    BUSY_WARNING,
+    ci_text,
+    digit_pngs,
+    fmt,
+    machine_info,
+    make_console,
+    met_mark,
+    write_json,
+)
+from bench.cpu import busy_cores, cpu_snapshot, other_busy_cores
+from bench.local import LocalStack, local_stack, served_model
+from bench.stats import BOOTSTRAP_RESAMPLES, pct, ratio
+from bench.summary import headline
 from server.chat import image_chat_body
-from stack.gateway import gateway_env, start_gateway
-from stack.ports import free_port
-from stack.process import LaunchError, ManagedProcess
-from stack.redis import start_redis
+from stack.process import LaunchError
 from stack.settings import StackSettings
-from stack.vllm import SERVED_NAME, start_vllm
+from stack.vllm import SERVED_NAME
 
 P50_RATIO_MAX = 1.05  # gateway p50 latency at most 5% above direct
 THROUGHPUT_RATIO_MIN = 0.95  # gateway throughput at least 95% of direct
 MAX_TOKENS = 32  # the gateway's default TTRV_MAX_TOKENS; pinned in its environment so both bodies agree
 PATHS = ("direct", "gateway")
 JSON_HEADERS = {"content-type": "application/json"}
-BOOTSTRAP_RESAMPLES = 2000
-BUSY_WARNING = 0.3  # cores busy with other work before the run above which the report warns
 
 
 def default_requests(concurrency: int) -> int:
@@ -74,6 +79,15 @@ class Endpoints:
     gateway_url: str  # the gateway's /v1/answer
     gateway_metrics_url: str | None = None  # its /metrics: time spent inside the app, for the breakdown
     process_groups: tuple[tuple[str, int], ...] = ()  # (name, process group) of local processes: CPU use
+
+
+def endpoints_of(stack: LocalStack) -> Endpoints:
+    return Endpoints(
+        f"{stack.vllm_url}/v1/chat/completions",
+        f"{stack.gateway_url}/v1/answer",
+        f"{stack.gateway_url}/metrics",
+        stack.process_groups,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,18 +116,6 @@ def build_payloads(pngs: Sequence[bytes], question: str) -> Payloads:
         for png in pngs
     ]
     return Payloads(direct, gateway)
-
-
-def digit_pngs() -> list[bytes]:
-    """The held-out digits (uint8 56x56x3) as PNG files."""
-    from adapter.digits.dataset import load_split
-
-    out = []
-    for image in load_split("eval").images:
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
 
 
 @dataclass(frozen=True)
@@ -190,59 +192,6 @@ async def app_time(client: httpx.AsyncClient, url: str | None) -> tuple[float, f
     return (found["sum"], found["count"]) if len(found) == 2 else None
 
 
-def group_cpu_s(pgid: int) -> float | None:
-    """CPU seconds (user + system) used so far by the live processes of one process group; None off Linux."""
-    ticks = 0
-    try:
-        stats = list(Path("/proc").glob("[0-9]*/stat"))
-        per_s = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return None
-    for stat in stats:
-        try:
-            text = stat.read_text()
-        except OSError:  # exited meanwhile
-            continue
-        fields = text[text.rindex(")") + 2 :].split()  # from field 3 (state) on; the name may hold spaces
-        if int(fields[2]) == pgid:  # field 5: process group
-            ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-    return ticks / per_s
-
-
-def machine_busy_s() -> float | None:
-    """CPU seconds all processes on the machine have used so far (not idle, not I/O wait); None off Linux."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def cpu_snapshot(groups: Sequence[tuple[str, int]]) -> dict[str, float | None]:
-    """CPU seconds so far of each local process group, of this client process ("client") and of the
-    whole machine ("machine")."""
-    times = os.times()
-    return {name: group_cpu_s(pgid) for name, pgid in groups} | {
-        "client": times.user + times.system,
-        "machine": machine_busy_s(),
-    }
-
-
-def other_busy_cores(
-    before: dict[str, float | None], after: dict[str, float | None], wall_s: float
-) -> float | None:
-    """Cores busy with work other than this benchmark's processes, on average over `wall_s`."""
-    deltas = {
-        name: end - start
-        for name, start in before.items()
-        if start is not None and (end := after.get(name)) is not None
-    }
-    if "machine" not in deltas or wall_s <= 0 or len(deltas) < 2:
-        return None
-    ours = sum(v for name, v in deltas.items() if name != "machine")
-    return round(max(0.0, deltas["machine"] - ours) / wall_s, 2)
-
-
 def cpu_per_request_ms(
     before: dict[str, float | None], after: dict[str, float | None], requests: dict[str, int]
 ) -> dict[str, float]:
@@ -305,14 +254,6 @@ async def measure_level(
     )
 
 
-def _pct(values: np.ndarray, q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 3) if values.size else None
-
-
-def _ratio(num: float | None, den: float | None) -> float | None:
-    return round(num / den, 4) if num is not None and den else None
-
-
 def _reply_text(path: str, body: bytes) -> tuple[str, float | None]:
     """The answer text of a 200 reply, and the gateway's own `latency_ms` (None for direct)."""
     data = json.loads(body)
@@ -337,14 +278,14 @@ def path_stats(path: str, blocks: Sequence[Block]) -> dict[str, Any]:
             {"status": r.status, "body": r.body[:300].decode(errors="replace")}
             for r in [r for r in replies if not r.ok][:5]
         ],
-        "p50_ms": _pct(ok_ms, 50),
-        "p95_ms": _pct(ok_ms, 95),
+        "p50_ms": pct(ok_ms, 50),
+        "p95_ms": pct(ok_ms, 95),
         "mean_ms": round(float(ok_ms.mean()), 3) if ok_ms.size else None,
         "wall_s": round(wall_s, 3),
         "throughput_rps": round(ok_ms.size / wall_s, 3) if wall_s > 0 else None,
     }
     if path == "gateway":
-        stats["server_p50_ms"] = _pct(server_ms, 50)  # the gateway's own latency_ms: no HTTP, no record write
+        stats["server_p50_ms"] = pct(server_ms, 50)  # the gateway's own latency_ms: no HTTP, no record write
         stats["server_mean_ms"] = round(float(server_ms.mean()), 3) if server_ms.size else None
     return stats
 
@@ -404,9 +345,9 @@ def summarize_level(plan: LevelPlan, data: LevelData) -> dict[str, Any]:
     direct, gateway = path_stats("direct", blocks["direct"]), path_stats("gateway", blocks["gateway"])
     gateway["app_mean_ms"] = data.app_ms_mean
     ratios = {
-        "p50": _ratio(gateway["p50_ms"], direct["p50_ms"]),
-        "p95": _ratio(gateway["p95_ms"], direct["p95_ms"]),
-        "throughput": _ratio(gateway["throughput_rps"], direct["throughput_rps"]),
+        "p50": ratio(gateway["p50_ms"], direct["p50_ms"]),
+        "p95": ratio(gateway["p95_ms"], direct["p95_ms"]),
+        "throughput": ratio(gateway["throughput_rps"], direct["throughput_rps"]),
     }
     return {
         "concurrency": plan.concurrency,
@@ -462,90 +403,6 @@ def measure(
     return asyncio.run(all_levels())
 
 
-def busy_cores(window_s: float = 2.0) -> float | None:
-    """Cores busy (not idle, not waiting for I/O) over `window_s`, from /proc/stat; None off Linux."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + fields[4]
-        return sum(fields) - idle, sum(fields)
-
-    try:
-        busy0, total0 = sample()
-        time.sleep(window_s)
-        busy1, total1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 == total0:
-        return None
-    return round((busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1), 2)
-
-
-def _wait_ready(url: str, timeout_s: float = 60.0) -> None:
-    """Wait for the gateway's `/ready` (Redis and vLLM reachable, base model loaded)."""
-    deadline = time.monotonic() + timeout_s
-    last = "no reply"
-    while time.monotonic() < deadline:
-        try:
-            reply = httpx.get(url, timeout=2.0)
-            if reply.status_code == 200:
-                return
-            last = f"{reply.status_code} {reply.text[:200]}"
-        except httpx.HTTPError as err:
-            last = type(err).__name__
-        time.sleep(0.5)
-    raise LaunchError(f"gateway not ready after {timeout_s:.0f} s: {last}")
-
-
-@contextlib.contextmanager
-def local_stack(settings: StackSettings, model: Path, run_dir: Path, console: Console) -> Iterator[Endpoints]:
-    """Redis, vLLM and a gateway (no API keys, no rate limit) on free ports; all stopped on the way out."""
-    host = settings.host
-    started: list[ManagedProcess] = []
-    try:
-        redis_port, vllm_port, gateway_port = free_port(host), free_port(host), free_port(host)
-        with console.status(f"starting Redis on port {redis_port}"):
-            started.append(start_redis(redis_port, run_dir / "redis", run_dir / "redis.log", host))
-        with console.status(f"starting vLLM on port {vllm_port} (about 40 s on 2 cores)"):
-            t0 = time.monotonic()
-            started.append(start_vllm(model, vllm_port, settings, run_dir / "vllm.log"))
-        console.print(f"vLLM ready in {time.monotonic() - t0:.0f} s")
-        vllm_url = f"http://{host}:{vllm_port}"
-        extra = {
-            "TTRV_HOST": host,
-            "TTRV_API_KEYS": "[]",  # explicit, so keys or limits set in the caller's environment do not apply
-            "TTRV_RATE_LIMIT_PER_S": "0",
-            "TTRV_MAX_TOKENS": str(MAX_TOKENS),
-            "TTRV_BASE_MODEL_NAME": SERVED_NAME,
-        }
-        env = gateway_env(f"redis://{host}:{redis_port}/0", vllm_url, gateway_port, extra)
-        with console.status(f"starting the gateway on port {gateway_port}"):
-            started.append(start_gateway(env, run_dir / "gateway.log", host))
-            _wait_ready(f"http://{host}:{gateway_port}/ready")
-        gateway_url = f"http://{host}:{gateway_port}"
-        yield Endpoints(
-            f"{vllm_url}/v1/chat/completions",
-            f"{gateway_url}/v1/answer",
-            f"{gateway_url}/metrics",
-            tuple((proc.name, proc.pid) for proc in started),  # each leads its own process group
-        )
-    finally:
-        for proc in reversed(started):
-            proc.stop()
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _ci(interval: list[float] | None) -> str:
-    return "-" if interval is None else f"{interval[0]:.3f}–{interval[1]:.3f}"
-
-
-def _met(ok: bool) -> str:
-    return "[green]yes[/green]" if ok else "[red]NO[/red]"
-
-
 def report_table(result: dict[str, Any]) -> Table:
     table = Table(title="gateway overhead: POST /v1/answer vs. the same request straight to vLLM")
     table.add_column("c", justify="right")
@@ -558,24 +415,22 @@ def report_table(result: dict[str, Any]) -> Table:
         d, g, r, ci, met = level["direct"], level["gateway"], level["ratios"], level["ci95"], level["met"]
         c = str(level["concurrency"])
         table.add_row(
-            c, "p50 latency (ms)", _fmt(d["p50_ms"]), _fmt(g["p50_ms"]), _fmt(r["p50"], 3), _ci(ci["p50"]),
-            f"<= {P50_RATIO_MAX}", _met(met["p50"]),
+            c, "p50 latency (ms)", fmt(d["p50_ms"]), fmt(g["p50_ms"]), fmt(r["p50"], 3), ci_text(ci["p50"]),
+            f"<= {P50_RATIO_MAX}", met_mark(met["p50"]),
         )  # fmt: skip
         table.add_row(
-            "", "p95 latency (ms)", _fmt(d["p95_ms"]), _fmt(g["p95_ms"]), _fmt(r["p95"], 3), _ci(ci["p95"]),
+            "", "p95 latency (ms)", fmt(d["p95_ms"]), fmt(g["p95_ms"]), fmt(r["p95"], 3), ci_text(ci["p95"]),
             "", "",
         )  # fmt: skip
         table.add_row(
-            "", "throughput (req/s)", _fmt(d["throughput_rps"]), _fmt(g["throughput_rps"]),
-            _fmt(r["throughput"], 3), _ci(ci["throughput"]), f">= {THROUGHPUT_RATIO_MIN}",
-            _met(met["throughput"]),
+            "", "throughput (req/s)", fmt(d["throughput_rps"]), fmt(g["throughput_rps"]),
+            fmt(r["throughput"], 3), ci_text(ci["throughput"]), f">= {THROUGHPUT_RATIO_MIN}",
+            met_mark(met["throughput"]),
         )  # fmt: skip
         failed = f"{d['failed']}/{d['requests']}", f"{g['failed']}/{g['requests']}"
         style = "red" if d["failed"] or g["failed"] else ""
         table.add_row("", "failed (non-200)", *failed, "", "", "", "", style=style)
-        table.add_row(
-            "", "p50 inside gateway (ms)", "", _fmt(g["server_p50_ms"]), "", "", "", "", style="dim"
-        )
+        table.add_row("", "p50 inside gateway (ms)", "", fmt(g["server_p50_ms"]), "", "", "", "", style="dim")
         table.add_section()
     return table
 
@@ -685,12 +540,7 @@ def run(
     plans = plan_levels(concurrency, requests, block, warmup)
     started_at = datetime.now(UTC)
     run_dir = settings.runs_dir / "bench" / f"gateway-overhead-{started_at:%Y%m%d-%H%M%S}"
-    if settings.model_path is not None:
-        model = settings.model_path
-    else:
-        from adapter.tinymodel.build import ensure_model
-
-        model = ensure_model(settings.home, settings.model_seed, console)
+    model = served_model(settings, console)
     payloads = build_payloads(digit_pngs(), PROMPT)
     busy_before = busy_cores()  # before our own processes start: other work on the machine
     console.print(
@@ -698,20 +548,16 @@ def run(
         f"images; logs in {run_dir}"
     )
     try:
-        with local_stack(settings, model, run_dir, console) as endpoints:
-            levels = measure(endpoints, payloads, plans, timeout_s, console)
+        # Both bodies ask for MAX_TOKENS: pinned in the gateway's environment so they agree.
+        with local_stack(settings, model, run_dir, console, {"TTRV_MAX_TOKENS": str(MAX_TOKENS)}) as stack:
+            levels = measure(endpoints_of(stack), payloads, plans, timeout_s, console)
     finally:
         shutil.rmtree(run_dir / "redis", ignore_errors=True)  # the records written during the run
     result: dict[str, Any] = {
         "benchmark": "gateway_overhead",
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "busy_cores_before": busy_before,
-        },
+        "machine": {**machine_info(), "busy_cores_before": busy_before},
         "model": str(model),
         "logs": str(run_dir),
         "targets": {"p50_ratio_max": P50_RATIO_MAX, "throughput_ratio_min": THROUGHPUT_RATIO_MIN},
@@ -727,10 +573,25 @@ def run(
     }
     print_report(result, console)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(json_out, result)
         console.print(f"results written to {json_out}")
     return result
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a `run` result, per concurrency level, for `bench.run_all`'s table."""
+    rows = []
+    for level in result["levels"]:
+        c, r = level["concurrency"], level["ratios"]
+        failed = level["direct"]["failed"] + level["gateway"]["failed"]
+        rows += [
+            headline(f"c={c} p50 latency gateway/direct", r["p50"], "x", "<=", P50_RATIO_MAX,
+                     note=ci_text(level["ci95"]["p50"])),
+            headline(f"c={c} throughput gateway/direct", r["throughput"], "x", ">=", THROUGHPUT_RATIO_MIN,
+                     note=ci_text(level["ci95"]["throughput"])),
+            headline(f"c={c} failed requests", failed, "", "==", 0),
+        ]  # fmt: skip
+    return {"benchmark": "gateway_overhead", "headlines": rows}
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -761,9 +622,7 @@ def main(
     check: Annotated[bool, typer.Option(help="exit 1 when a target is missed or a request failed")] = False,
 ) -> None:
     """Overhead of the gateway (POST /v1/answer) against the same request sent straight to vLLM."""
-    console = Console()
-    if not console.is_terminal:  # piped or logged: wide enough that the table keeps one line per row
-        console = Console(width=120)
+    console = make_console(120)
     levels = _ints(concurrency, "--concurrency")
     counts = None if requests is None else _ints(requests, "--requests")
     try:

@@ -51,6 +51,14 @@ def plot_run(
         color="tab:blue",
         label=f"served accuracy (last {window})",
     )
+    known = [e for e in served if e.row_id in base_correct]
+    top.plot(
+        [e.t for e in known],
+        rolling([base_correct[e.row_id] for e in known], window),
+        color="grey",
+        linestyle="--",
+        label="base model on the same requests",
+    )
     phases: dict[str, float] = {}
     for e in served:
         phases.setdefault(e.phase, e.t)
@@ -67,7 +75,7 @@ def plot_run(
         top.text(t, 0.02, f"v{move.version}", transform=top.get_xaxis_transform(), fontsize=8, rotation=90,
                  color="tab:red" if rollback else "tab:green")  # fmt: skip
     top.set_ylabel("accuracy")
-    top.set_ylim(0.0, 1.05)
+    top.set_ylim(0.5, 1.02)
     top.legend(loc="lower left")
     top.set_title("ttrv demo: served accuracy and drift (green: promotion, red: rollback)")
     # The input shift is a standardized distance (unbounded); the other two are in 0..1: two scales.

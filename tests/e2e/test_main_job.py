@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from adapter.tinymodel.build import ensure_model
+from clients.rows import read_rows
+from clients.sdk import TTRVClient
 from stack.ports import free_port
 from stack.prometheus import query
 from stack.settings import StackSettings
@@ -84,10 +86,25 @@ def test_main_job_serves_adapts_shows_every_panel_and_stops_cleanly(model: Path,
         assert summary["rounds"]["promoted"] + summary["rounds"]["rejected"] >= 1
         assert (home / "runs" / "demo" / "demo.png").stat().st_size > 10_000
 
-        # The stack is still up: every dashboard query returns data from the real stack's Prometheus.
+        # The stack is still up. An application labels a few answers of the version now served (the last
+        # promotion may have come after the stream's labels), so its accuracy panel has something to show.
         prometheus = f"http://127.0.0.1:{ports['PROMETHEUS']}"
         api = f"http://127.0.0.1:{ports['GATEWAY']}"
         assert httpx.get(f"{api}/ready").status_code == 200
+        with TTRVClient(api) as client:
+            for row in list(read_rows(home / "data" / "clean" / "eval.jsonl"))[:8]:
+                reply = client.answer(row.image_path, row.prompt)
+                client.feedback(reply.id, str(row.answer))
+        current_accuracy = (
+            'ttrv_feedback_accuracy_ratio and on (version) count_values("version", ttrv_adapter_version)'
+        )
+        deadline = time.monotonic() + 60
+        while not query(prometheus, current_accuracy):  # the worker's next look at the labels, then a scrape
+            assert time.monotonic() < deadline, (
+                "the served version's feedback accuracy never reached Prometheus"
+            )
+            time.sleep(1.0)
+        # Every dashboard query returns data from the real stack's Prometheus.
         empty = []
         for where, expr in all_queries():
             if not query(prometheus, without_variables(where, expr)) and not any(
