@@ -13,6 +13,29 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+# DESIGN.md's metrics contract (DESIGN.md lives beside the repository, in shared/; where it is present, a
+# test checks that this list still matches it, so the dashboards are always checked against the contract).
+CONTRACT_METRICS = (
+    "ttrv_adaptation_round_duration_seconds",
+    "ttrv_adaptation_rounds_total",
+    "ttrv_adapter_swap_duration_seconds",
+    "ttrv_adapter_swaps_total",
+    "ttrv_adapter_version",
+    "ttrv_answer_entropy_ratio",
+    "ttrv_drift_score",
+    "ttrv_enqueue_failures_total",
+    "ttrv_feedback_accuracy_ratio",
+    "ttrv_probe_accuracy_ratio",
+    "ttrv_queue_length",
+    "ttrv_queue_pending",
+    "ttrv_request_duration_seconds",
+    "ttrv_requests_total",
+    "ttrv_reward_mean",
+    "ttrv_rollbacks_total",
+    "ttrv_rollouts_total",
+    "ttrv_served_adapter_version",
+    "ttrv_vote_agreement_ratio",
+)
 # Grafana's built-in variables, replaced by durations of the same kind so that Prometheus can run the query.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 
