@@ -15,6 +15,7 @@ import httpx
 from PIL import Image
 
 from server.chat import image_chat_body
+from server.engine import KEEPALIVE_S
 from server.images import FORMATS
 
 
@@ -32,7 +33,9 @@ def image_mime(data: bytes) -> str:
 
 class VllmRollouts:
     def __init__(self, base_url: str, priority: int, banned_tokens: list[int], timeout_s: float = 300.0):
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        # Idle connections expire before vLLM closes them (see `server.engine.KEEPALIVE_S`).
+        limits = httpx.Limits(keepalive_expiry=KEEPALIVE_S)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits)
         self.priority = priority
         self.logit_bias = {str(t): -100 for t in banned_tokens}
 

@@ -23,10 +23,17 @@ class AdapterNotLoadedError(Exception):
     """vLLM answered 404 for the model name: the adapter is not (or no longer) loaded."""
 
 
+KEEPALIVE_S = 2.0  # seconds an idle connection to vLLM is kept for reuse
+
+
 class EngineClient:
     def __init__(self, base_url: str, timeout_s: float, max_connections: int = 256):
-        # A small keep-alive pool: httpcore scans idle connections on every request.
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32)
+        # A small keep-alive pool: httpcore scans idle connections on every request. Idle connections
+        # expire well before vLLM's server closes them (VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s): with both at
+        # 5 s, a request can go out on a connection the server is closing, and fails with ReadError.
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=32, keepalive_expiry=KEEPALIVE_S
+        )
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits)
 
     async def aclose(self) -> None:

@@ -16,4 +16,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         port=port or settings.port,
         log_level="warning",
         access_log=False,  # the metrics middleware and structured logs cover requests
+        # Longer than the idle timeout of clients' pools (httpx: 5 s) and of load balancers (often 60 s): a
+        # server that closes an idle connection first races the client's next request on it (ReadError).
+        timeout_keep_alive=75,
     )
