@@ -11,6 +11,14 @@ held-back records (never trained on), from answers each of them sampled:
   no longer get different answers, however confident the votes look;
 - where labels exist (a probe file, delayed feedback), accuracy must not drop by more than `tolerance`.
 
+A candidate that fails any of those is thrown away. The probe then decides two more things, against the
+base model (where adaptation started): a candidate answering it worse than the base model is thrown away
+too, and one is *served* only when it beats the base model by `min_gain` (the served model never sits below
+where adaptation started, and a gain within the probe's noise is not a gain). A candidate in between, no
+worse than the base model but not yet `min_gain` above it, is not served, but the next round trains on from
+it (`keep_training`): one round is a small step, and its progress is not thrown away, while a step that lost
+ground is.
+
 >>> now = SliceStats(agreement=0.80, top_share=0.15, parseable=1.0, mean_length=2.0, records=40)
 >>> decide(SliceStats(0.85, 0.17, 1.0, 2.0, 40), now, GateConfig()).passed
 True
@@ -35,7 +43,7 @@ class GateConfig:
     collapse_top_share: float = 0.5
     max_top_share_rise: float = 0.30
     tolerance: float = 0.02  # accuracy (as a fraction) a labelled check may lose against the current version
-    base_tolerance: float = 0.0  # ... and against the base model: small losses must not add up below it
+    min_gain: float = 0.03  # probe accuracy a served candidate must have above the base model's
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,10 @@ def slice_stats(answers: Sequence[Sequence[str | None]], lengths: Sequence[Seque
 
 @dataclass
 class GateDecision:
-    passed: bool
+    passed: bool  # serve it
     reasons: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    keep_training: bool = True  # not served, but the next round trains on from it
 
 
 def decide(
@@ -85,11 +94,18 @@ def decide(
     """Pass or reject `candidate` against `current`.
 
     `accuracy` maps each labelled check (probe set, delayed feedback) to (candidate, current) accuracy;
-    `floors` maps a labelled check to (candidate, base model) accuracy, held to `base_tolerance`.
+    `floors` maps a labelled check to (candidate, base model) accuracy: at least the base model's to train
+    on from the candidate, `min_gain` above it to serve it.
 
     >>> ok = SliceStats(0.8, 0.15, 1.0, 2.0, 40)
-    >>> decide(ok, ok, GateConfig(), {"probe": (0.85, 0.86)}, {"probe": (0.85, 0.86)}).reasons
-    ['probe accuracy below the base model: 85.0% (base 86.0%)']
+    >>> held = decide(ok, ok, GateConfig(), {"probe": (0.87, 0.86)}, {"probe": (0.87, 0.86)})
+    >>> held.passed, held.keep_training, held.reasons
+    (False, True, ['probe accuracy not yet 3% above the base model: 87.0% (base 86.0%)'])
+    >>> decide(ok, ok, GateConfig(), {"probe": (0.89, 0.86)}, {"probe": (0.89, 0.86)}).passed
+    True
+    >>> lost = decide(ok, ok, GateConfig(), {"probe": (0.85, 0.86)}, {"probe": (0.85, 0.86)})
+    >>> lost.passed, lost.keep_training, lost.reasons
+    (False, False, ['probe accuracy below the base model: 85.0% (base 86.0%)'])
     """
     reasons = []
     if candidate.parseable < current.parseable - cfg.max_parseable_drop:
@@ -110,8 +126,16 @@ def decide(
         if cand < cur - cfg.tolerance:
             reasons.append(f"{name} accuracy dropped: {cand:.1%} (was {cur:.1%})")
     for name, (cand, base) in (floors or {}).items():
-        if cand < base - cfg.base_tolerance:
+        if round(cand - base, 9) < 0:
             reasons.append(f"{name} accuracy below the base model: {cand:.1%} (base {base:.1%})")
+    keep_training = not reasons
+    for name, (cand, base) in (floors or {}).items():
+        # Compared in whole items' worth of rounding: 0.89 - 0.86 is 0.0299999... in floating point.
+        if 0 <= round(cand - base, 9) < cfg.min_gain:
+            reasons.append(
+                f"{name} accuracy not yet {cfg.min_gain:.0%} above the base model: "
+                f"{cand:.1%} (base {base:.1%})"
+            )
     metrics = {
         "gate_agreement": candidate.agreement,
         "gate_top_share": candidate.top_share,
@@ -124,4 +148,4 @@ def decide(
         metrics[f"{name}_accuracy_current"] = cur
     for name, (_, base) in (floors or {}).items():
         metrics[f"{name}_accuracy_base"] = base
-    return GateDecision(not reasons, reasons, metrics)
+    return GateDecision(not reasons, reasons, metrics, keep_training=keep_training)

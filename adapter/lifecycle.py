@@ -166,11 +166,13 @@ class Lifecycle:
         await self.make_room(keep={version})
         await self.engine.load_adapter(self.name(version), str(path))
 
-    async def promote(self, version: int, previous: int) -> float:
-        """Swap `version` in (see the module doc); returns the seconds from load to pointer moved."""
+    async def promote(self, version: int, previous: int, parent: int | None = None) -> float:
+        """Swap `version` in for `previous` (see the module doc); returns the seconds from load to pointer
+        moved. `parent` is the version it was trained from, when not `previous` (a held candidate)."""
         started = time.monotonic()
+        trained_from = previous if parent is None else parent
         try:
-            await self.router.promote(version, reason=f"passed the gate (trained from v{previous})")
+            await self.router.promote(version, reason=f"passed the gate (trained from v{trained_from})")
         except Exception:
             self.metrics.swaps.labels("failed").inc()
             await self.registry.update(version, status="rejected", reasons=["could not be loaded into vLLM"])
@@ -275,7 +277,8 @@ class Lifecycle:
 
     # --- retention and metrics -----------------------------------------------------------------------
 
-    async def prune(self) -> list[int]:
+    async def prune(self, keep: Iterable[int] = ()) -> list[int]:
+        """Delete the folders `prunable` allows; `keep` are versions the worker still trains from."""
         versions = await self.registry.all()
         current = await self.registry.current()
         try:
@@ -286,7 +289,7 @@ class Lifecycle:
             }
         except EngineUnavailableError:
             return []  # cannot tell what vLLM still reads: delete nothing
-        protected = {current, await self.registry.predecessor(current) or 0, *loaded, *self._retiring}
+        protected = {current, await self.registry.predecessor(current) or 0, *loaded, *self._retiring, *keep}
         doomed = prunable(versions, protected, self.s.retention_promoted, self.s.retention_rejected)
         for version in doomed:
             path = versions[version].get("path")

@@ -80,6 +80,12 @@ class WorkerSettings(BaseSettings):
         description="accuracy (0..1) a candidate may lose to the current version on a labeled check, and the "
         "current version to its predecessor before an automatic rollback",
     )
+    min_gain_over_base: float = Field(
+        default=0.03,
+        description="probe accuracy (0..1) a candidate must gain over the base model before it is served; "
+        "one short of it, no worse than the base and passing every other check, is not served, but the "
+        "next round trains on from it",
+    )
     gate_min_labels: int = Field(
         default=20, description="fewest recent feedback labels for the gate to compare accuracy on them"
     )
@@ -95,7 +101,8 @@ class WorkerSettings(BaseSettings):
     max_loaded_adapters: int = Field(
         default=4,
         ge=3,  # the current version, the previous one in its grace period, and a candidate under the gate
-        description="adapters kept loaded in vLLM at once; at most vLLM's --max-loras and --max-cpu-loras",
+        description="adapters kept loaded in vLLM at once; at most half of vLLM's --max-loras and "
+        "--max-cpu-loras (with fewer spare slots, vLLM 0.32 computed some requests with another adapter)",
     )
     retention_promoted: int = Field(
         default=10, description="newest promoted or rolled-back versions whose folders are kept"

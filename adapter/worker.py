@@ -8,6 +8,14 @@ and accuracy on the probe file and delayed feedback where labels exist. A candid
 in (`adapter/lifecycle.py`); one that fails is kept, rejected, for inspection. Only then are the round's
 records acknowledged: a crash before that leaves them pending, and they come back.
 
+The training line: a round trains from the current version, unless an earlier candidate was kept for
+training (`GateDecision.keep_training`: nothing harmful, no worse than the base model on the probe, but not
+yet far enough above it to serve); then it trains on from the latest such candidate, which stays loaded in
+vLLM to sample from. A candidate thrown away leaves the line where it was: the next round starts again from
+the same version, on new records. A new current version (promotion, rollback, an admin move) or a restart
+of the worker starts the line again from the current version. The gate always compares with the current,
+served version.
+
 Between rounds the worker compares the current version with its predecessor on labels (and rolls back if
 it lost), prunes old version folders, and updates the drift and accuracy metrics.
 """
@@ -70,10 +78,14 @@ class Worker:
             reward=settings.reward, alpha=settings.alpha, keep=settings.keep, lr=settings.lr,
             epochs=settings.epochs, kl_coef=settings.kl_coef,
         )  # fmt: skip
-        self.gate_cfg = GateConfig(tolerance=settings.accuracy_tolerance)
+        self.gate_cfg = GateConfig(
+            tolerance=settings.accuracy_tolerance, min_gain=settings.min_gain_over_base
+        )
         self.rng = random.Random(settings.seed)
         self.policy: Policy | None = None
         self.policy_version = -1
+        # (candidate, current version it was judged against): the next round trains on from the candidate.
+        self.held: tuple[int, int] | None = None
         self.rollouts: VllmRollouts | None = None
         self.last_round = time.monotonic()
 
@@ -110,6 +122,7 @@ class Worker:
         try:
             if await self.lifecycle.check_rollback() is not None:
                 self.policy_version = -1  # train the next round from the version rolled back to
+                self.held = None
             await self.lifecycle.observe()
         except Exception:
             log.exception("lifecycle check failed; retrying on the next poll")
@@ -154,12 +167,15 @@ class Worker:
         started = time.monotonic()
         self.last_round = started
         route = await self.router.refresh()  # the registry's current version and its folder
-        parent, model = route.version, route.name
-        policy = self._load_policy(parent, route.path)
+        current = route.version
+        parent, parent_name, parent_path = await self._training_start(current, route.name, route.path)
+        policy = self._load_policy(parent, parent_path)
         held_out, train = self._split(fresh)
         replayed = self._replayed(len(train))
+        # The gate's reference answers come from the served version; training samples from the policy's own.
         results = await asyncio.gather(
-            *(self._rollout(policy, model, r) for r in held_out + train + replayed)
+            *(self._rollout(policy, route.name, r) for r in held_out),
+            *(self._rollout(policy, parent_name, r) for r in train + replayed),
         )
         gate_now = [r for r in results[: len(held_out)] if r is not None]
         rollouts = [r for r in results[len(held_out) :] if r is not None]
@@ -190,20 +206,14 @@ class Worker:
         }
         path = await asyncio.to_thread(save_version, policy, self.s.adapters_folder, version, metadata)
         await self.lifecycle.registry.register(version, str(path), metadata)
-        decision = await self.gate(version, path, held_out, gate_now, parent)
+        decision = await self.gate(version, path, held_out, gate_now, current)
         timings["gate_s"] = time.monotonic() - started - sum(timings.values())
+        if not decision.passed and decision.keep_training:
+            decision.reasons.append("the next round trains on from it")
         await record_decision(self.redis, version, decision)
-        if decision.passed:
-            self.policy_version = version  # the in-memory policy is now exactly this version
-            await self.lifecycle.promote(version, parent)
-            self.metrics.rounds.labels("promoted").inc()
-        else:
-            self.policy_version = -1  # the next round starts again from the current version's weights
-            await self.engine.unload_adapter(keys.adapter_name(version, self.s.base_model_name))
-            self.metrics.rounds.labels("rejected").inc()
-            log.warning("candidate v%d rejected: %s", version, "; ".join(decision.reasons))
+        await self._settle(version, current, parent, decision)
         await self.consumer.commit(fresh)
-        await self.lifecycle.prune()
+        await self.lifecycle.prune(keep={self.held[0]} if self.held else set())
         took = time.monotonic() - started
         timings["swap_s"] = took - sum(timings.values())
         self.metrics.round_duration.observe(took)
@@ -213,6 +223,42 @@ class Worker:
             ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in timings.items()),
         )  # fmt: skip
         return stats
+
+    async def _settle(self, version: int, current: int, parent: int, decision: GateDecision) -> None:
+        """Serve the candidate, keep it to train on from, or throw it away; the training line follows."""
+        line = self.held
+        if decision.passed:
+            self.policy_version = version  # the in-memory policy is now exactly this version
+            self.held = None  # the line goes on from the current version, which this now is
+            await self.lifecycle.promote(version, current, parent)
+            self.metrics.rounds.labels("promoted").inc()
+        elif decision.keep_training:
+            self.policy_version = version  # ... and stays loaded in vLLM, to sample the next round from
+            self.held = (version, current)
+            self.metrics.rounds.labels("rejected").inc()
+            log.warning("candidate v%d not served: %s", version, "; ".join(decision.reasons))
+        else:
+            self.policy_version = -1  # the next round starts again from where this one started
+            await self.engine.unload_adapter(keys.adapter_name(version, self.s.base_model_name))
+            self.metrics.rounds.labels("rejected").inc()
+            log.warning("candidate v%d rejected: %s", version, "; ".join(decision.reasons))
+        if line is not None and line != self.held:  # the line moved past the candidate it trained from
+            await self.engine.unload_adapter(self.lifecycle.name(line[0]))
+
+    async def _training_start(
+        self, current: int, current_name: str, current_path: str | None
+    ) -> tuple[int, str, str | None]:
+        """The version this round trains from, its vLLM name and folder: the held candidate if the line
+        is still measured against the current version (and its folder is there), else the current one."""
+        if self.held is not None and self.held[1] == current:
+            entry = await self.lifecycle.registry.get(self.held[0])
+            if entry is not None and not entry.get("pruned"):
+                await self.lifecycle.ensure_loaded(self.held[0])  # a rollback check may have evicted it
+                return self.held[0], self.lifecycle.name(self.held[0]), str(entry["path"])
+        if self.held is not None:  # the current version moved (rollback, admin): the line starts again
+            await self.engine.unload_adapter(self.lifecycle.name(self.held[0]))
+            self.held = None
+        return current, current_name, current_path
 
     def _split(self, fresh: list[StreamRecord]) -> tuple[list[StreamRecord], list[StreamRecord]]:
         """Hold back a share of the new records for the gate: they are never trained on in this round."""
@@ -230,15 +276,16 @@ class Worker:
         path: Path,
         held_out: list[StreamRecord],
         current: list[Rollout],
-        parent: int | None = None,
+        current_version: int | None = None,
     ) -> GateDecision:
         """Load the candidate under its own name (not routed to), sample the held-back records with it and
         compare with the current version's answers on them; then the labeled checks, where labels exist."""
         assert self.policy is not None
         await self.lifecycle.load_candidate(version, path)
-        parent = await self.lifecycle.registry.current() if parent is None else parent
-        await self.lifecycle.ensure_loaded(parent)
-        accuracy, floors = await self.lifecycle.gate_accuracy(version, parent)
+        if current_version is None:
+            current_version = await self.lifecycle.registry.current()
+        await self.lifecycle.ensure_loaded(current_version)
+        accuracy, floors = await self.lifecycle.gate_accuracy(version, current_version)
         name = keys.adapter_name(version, self.s.base_model_name)
         results = await asyncio.gather(*(self._rollout(self.policy, name, r) for r in held_out))
         candidate = [r for r in results if r is not None]

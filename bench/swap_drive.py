@@ -83,6 +83,7 @@ def _lifecycle(stack: LocalStack, plan: Plan, adapter_dir: Path, model: Path, ma
     from adapter.settings import WorkerSettings
     from server.engine import EngineClient
     from stack.vllm import SERVED_NAME
+    from stack.worker import loaded_adapters_for
 
     settings = WorkerSettings(
         redis_url=stack.redis_url,
@@ -91,7 +92,7 @@ def _lifecycle(stack: LocalStack, plan: Plan, adapter_dir: Path, model: Path, ma
         model_path=model,
         adapter_dir=adapter_dir,
         swap_grace_s=plan.grace_s,
-        max_loaded_adapters=max_loras,  # what vLLM was started with
+        max_loaded_adapters=loaded_adapters_for(max_loras),  # for the slots vLLM was started with
     )
     redis = aioredis.Redis.from_url(stack.redis_url)
     return Lifecycle(settings, redis, EngineClient(stack.vllm_url, timeout_s=60), WorkerMetrics())

@@ -30,7 +30,10 @@ class StackSettings(BaseSettings):
     )
     vllm_kv_cache_gib: int = Field(default=1, description="VLLM_CPU_KVCACHE_SPACE: KV cache in GiB")
     vllm_max_loras: int = Field(
-        default=4, description="LoRA adapters vLLM keeps loaded at once (--max-loras)"
+        default=8,
+        ge=6,  # the worker needs 3 loaded: current, previous (grace period), candidate
+        description="LoRA slots of vLLM (--max-loras, --max-cpu-loras); the worker keeps at most half of "
+        "them loaded (see stack/worker.py)",
     )
     vllm_max_lora_rank: int = Field(
         default=16, description="largest LoRA rank vLLM accepts (--max-lora-rank)"

@@ -23,7 +23,7 @@ from stack.prometheus import start_prometheus
 from stack.redis import start_redis
 from stack.settings import StackSettings
 from stack.vllm import start_vllm
-from stack.worker import start_worker, worker_env
+from stack.worker import loaded_adapters_for, start_worker, worker_env
 
 
 @dataclass
@@ -120,8 +120,8 @@ def running_stack(
         with console.status(f"starting the gateway on port {s.gateway_port}"):
             stack.processes.append(start_gateway(env, run_dir / "gateway.log", s.host))
         wenv = worker_env(
-            stack.redis_url, stack.vllm_url, model, stack.adapters, s.worker_metrics_port, s.vllm_max_loras,
-            worker_extra,
+            stack.redis_url, stack.vllm_url, model, stack.adapters, s.worker_metrics_port,
+            loaded_adapters_for(s.vllm_max_loras), worker_extra,
         )  # fmt: skip
         with console.status("starting the adaptation worker"):
             stack.processes.append(start_worker(wenv, run_dir / "worker.log", s.host))

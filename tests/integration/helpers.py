@@ -1,8 +1,11 @@
-"""Small helpers shared by the integration tests: digit images as PNG, one chat request to vLLM."""
+"""Small helpers shared by the integration tests: digit images as PNG, one chat request to vLLM, an adapter
+trained to answer one digit (so that an answer tells which weights produced it)."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,6 +13,8 @@ import numpy as np
 from PIL import Image
 
 from adapter.digits.task import PROMPT
+from adapter.lora import LoraSpec
+from adapter.policy import Policy
 from server.chat import image_chat_body
 
 
@@ -31,3 +36,21 @@ def chat(client: httpx.Client, model: str, image: np.ndarray, **options: Any) ->
 
 def greedy_answer(client: httpx.Client, model: str, image: np.ndarray) -> str:
     return str(chat(client, model, image)["choices"][0]["message"]["content"])
+
+
+def digit_policy(model_dir: Path, digit: int, images: Sequence[np.ndarray]) -> Policy:
+    """A LoRA (language model + vision) trained, supervised and for a few steps, to answer `digit` to most
+    images: versions that answer differently, so an answer tells which weights produced it."""
+    import torch
+
+    policy = Policy(model_dir, LoraSpec(rank=8, alpha=16.0, vision=True), seed=digit)
+    prompts = [policy.prompt(Image.fromarray(im), PROMPT) for im in images]
+    target = policy.processor.tokenizer.convert_tokens_to_ids(str(digit))
+    opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(12):
+        logprobs = policy.logprobs([(p, [target, policy.eos_id]) for p in prompts])
+        loss = -torch.stack([lp.sum() for lp in logprobs]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return policy

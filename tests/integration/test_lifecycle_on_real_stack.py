@@ -16,16 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
-import torch
-from PIL import Image
 
 from adapter.answers import extract_answer
 from adapter.digits.dataset import stream_split
 from adapter.digits.task import PROMPT
 from adapter.lifecycle import Lifecycle
-from adapter.lora import LoraSpec
 from adapter.metrics import WorkerMetrics
-from adapter.policy import Policy
 from adapter.registry import Registry
 from adapter.settings import WorkerSettings
 from adapter.versions import next_version, save_version
@@ -38,7 +34,7 @@ from stack.process import ManagedProcess
 from stack.redis import start_redis
 from stack.vllm import healthy
 from tests.integration.conftest import VllmServer
-from tests.integration.helpers import chat, png_bytes
+from tests.integration.helpers import chat, digit_policy, png_bytes
 
 ADMIN = "test-admin-token"
 IMAGES = stream_split("eval", "clean", 0, seed=0)
@@ -84,18 +80,8 @@ def worker_settings(stack: Stack, vllm: VllmServer, **extra: object) -> WorkerSe
 
 
 def make_version(stack: Stack, vllm: VllmServer, digit: int) -> int:
-    """A registered candidate trained (supervised, a few steps) to answer `digit` to most images: versions
-    that answer differently, so an answer tells which weights produced it."""
-    policy = Policy(vllm.model_dir, LoraSpec(rank=8, alpha=16.0, vision=True), seed=digit)
-    prompts = [policy.prompt(Image.fromarray(im), PROMPT) for im in IMAGES.images[:16]]
-    target = policy.processor.tokenizer.convert_tokens_to_ids(str(digit))
-    opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(12):
-        logprobs = policy.logprobs([(p, [target, policy.eos_id]) for p in prompts])
-        loss = -torch.stack([lp.sum() for lp in logprobs]).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    """A registered candidate that answers `digit` to most images (`digit_policy`)."""
+    policy = digit_policy(vllm.model_dir, digit, IMAGES.images[:16])
 
     async def register() -> int:
         client = aioredis.Redis.from_url(stack.redis_url)

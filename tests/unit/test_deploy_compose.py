@@ -81,8 +81,9 @@ def test_profiles_split_the_stack() -> None:
 def test_worker_stays_within_the_engine_limits(
     profile: str, engine: str, worker: str, tmp_path: Path
 ) -> None:
-    """With .env.example's values: the LoRA rank fits vLLM's, and the worker keeps no more adapters loaded
-    than vLLM holds (past --max-loras vLLM silently evicts the oldest, possibly the one being served)."""
+    """With .env.example's values: the LoRA rank fits vLLM's, and the worker keeps at most half as many
+    adapters loaded as vLLM has slots (past --max-loras vLLM silently evicts the oldest, possibly the one
+    being served; near it, vLLM 0.32 computed some requests with another adapter: stack/worker.py)."""
     env = compose_env({"COMPOSE_PROFILES": profile}, tmp_path)
     result = docker_compose(["config"], env, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -90,8 +91,8 @@ def test_worker_stays_within_the_engine_limits(
     command, environment = services[engine]["command"], services[worker]["environment"]
     assert int(environment["TTRV_LORA_RANK"]) <= int(flag_value(command, "--max-lora-rank"))
     loaded = int(environment["TTRV_MAX_LOADED_ADAPTERS"])
-    assert loaded <= int(flag_value(command, "--max-loras"))
-    assert loaded <= int(flag_value(command, "--max-cpu-loras"))
+    assert loaded <= int(flag_value(command, "--max-loras")) // 2, "half the slots spare (stack/worker.py)"
+    assert loaded <= int(flag_value(command, "--max-cpu-loras")) // 2
 
 
 @pytest.mark.parametrize("missing", ["TTRV_ADMIN_TOKEN", "TTRV_MODEL_PATH", "GRAFANA_ADMIN_PASSWORD"])

@@ -42,3 +42,26 @@ def test_slice_stats_by_hand() -> None:
     assert stats.agreement == (0.75 + 1.0 + 0.5) / 3
     assert stats.parseable == (1 + 0.75 + 1) / 3
     assert stats.mean_length == 2.0
+
+
+def test_a_harmless_candidate_short_of_the_gain_over_the_base_is_kept_to_train_on() -> None:
+    cfg = GateConfig(min_gain=0.03)
+    short = decide(NOW, NOW, cfg, {"probe": (0.87, 0.86)}, {"probe": (0.87, 0.86)})
+    assert (short.passed, short.keep_training) == (False, True)
+    assert short.reasons == ["probe accuracy not yet 3% above the base model: 87.0% (base 86.0%)"]
+    level = decide(NOW, NOW, cfg, {"probe": (0.86, 0.86)}, {"probe": (0.86, 0.86)})
+    assert (level.passed, level.keep_training) == (False, True), "level with the base: no ground lost"
+    exactly = decide(NOW, NOW, cfg, {"probe": (0.89, 0.89)}, {"probe": (0.89, 0.86)})
+    assert exactly.passed, "a gain of exactly min_gain is enough (0.89 - 0.86 is not 0.03 in floats)"
+
+
+def test_harmful_candidates_and_those_below_the_base_are_thrown_away() -> None:
+    cfg = GateConfig(min_gain=0.03)
+    below = decide(NOW, NOW, cfg, {"probe": (0.85, 0.85)}, {"probe": (0.85, 0.86)})
+    assert (below.passed, below.keep_training) == (False, False)
+    assert below.reasons == ["probe accuracy below the base model: 85.0% (base 86.0%)"]
+    dropped = decide(NOW, NOW, cfg, {"probe": (0.90, 0.93)}, {"probe": (0.90, 0.86)})
+    assert (dropped.passed, dropped.keep_training) == (False, False)
+    collapsed = decide(with_(top_share=0.6), NOW, cfg, {"probe": (0.90, 0.86)}, {"probe": (0.90, 0.86)})
+    assert (collapsed.passed, collapsed.keep_training) == (False, False)
+    assert decide(NOW, NOW, cfg).passed, "without labels only the label-free guards decide"
