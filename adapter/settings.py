@@ -102,7 +102,7 @@ class WorkerSettings(BaseSettings):
         default=4,
         ge=3,  # the current version, the previous one in its grace period, and a candidate under the gate
         description="adapters kept loaded in vLLM at once; at most half of vLLM's --max-loras and "
-        "--max-cpu-loras (with fewer spare slots, vLLM 0.32 computed some requests with another adapter)",
+        "--max-cpu-loras (past them vLLM evicts one silently; others may load names too)",
     )
     retention_promoted: int = Field(
         default=10, description="newest promoted or rolled-back versions whose folders are kept"

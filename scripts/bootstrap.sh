@@ -3,7 +3,8 @@
 #   1. Debian packages: redis-server, prometheus (+ promtool), docker-compose (validates docker-compose.yml
 #      offline: no Docker engine is needed or started);
 #   2. the project virtualenv .venv from requirements/lock-cpu.txt (exact versions, no resolver);
-#   3. torchvision made importable on CPU (PyPI ships only CUDA builds of it; see below).
+#   3. torchvision made importable on CPU (PyPI ships only CUDA builds of it; see below), and vLLM's CPU
+#      LoRA kernels fixed for base-model tokens batched with adapter tokens (see below).
 # Re-running it is cheap: each step checks first and does nothing when already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -59,6 +60,17 @@ else
     "$tv/_meta_registrations.py"
   "$VENV/bin/python" -c "import torchvision, transformers; assert transformers.utils.is_torchvision_available()" ||
     die "torchvision still does not import after the CPU fix; see $tv/_meta_registrations.py"
+
+  # vLLM's CPU LoRA kernels (torch ops) pick each token's adapter weights by indexing the slots with the
+  # token's slot index, and -1 (no adapter: a base-model request) indexes the *last* slot in Python. Once
+  # an adapter sits in that slot, base-model requests batched with adapter requests are computed with its
+  # weights (measured: 107 of 240 greedy answers changed while adapters were loaded and unloaded beside
+  # them; tests/integration/test_adapters_in_flight.py). Zero the rows of tokens without an adapter. The
+  # pattern matches only the original lines, so this is idempotent.
+  ops=$("$VENV/bin/python" -c "import importlib.util as u; print(u.find_spec('vllm').submodule_search_locations[0])")/lora/ops/torch_ops/lora_ops.py
+  sed -i 's/^\(    outputs = torch.einsum("bi, boi -> bo", inputs, selected_loras)\)$/\1 * (lora_indices_tensor >= 0).unsqueeze(-1).to(output_tensor.dtype)/' "$ops"
+  [[ $(grep -c 'lora_indices_tensor >= 0' "$ops") == 3 ]] ||
+    die "vLLM's CPU LoRA ops are not as expected (the fix for base-model tokens did not apply); see $ops"
   echo "$deps_stamp" >"$VENV/.stamp-deps"
 fi
 

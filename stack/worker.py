@@ -15,11 +15,10 @@ from stack.process import ManagedProcess
 def loaded_adapters_for(max_loras: int) -> int:
     """How many adapters the worker may keep loaded in a vLLM with `max_loras` slots: half of them.
 
-    Never more than the slots, or vLLM evicts one silently. And not up to the slots either: on vLLM 0.32 (CPU
-    build) with `--enable-tower-connector-lora`, once the adapters in flight together come near the slot
-    count, some requests are computed with another adapter's weights, base-model requests included
-    (measured: 3 adapters sampling beside greedy base requests changed 7 of 200 base answers with 4 slots,
-    none with 8; `tests/integration/test_lifecycle_on_real_stack.py` checks it).
+    Never more than the slots, or vLLM evicts one silently, possibly the one being served. Half, because the
+    worker's count is not the only one: a gateway loads the current version again after a vLLM restart, and
+    other workers or an operator may load names too. (Spare slots also hid, but did not cure, a vLLM CPU bug
+    that gave base-model tokens the last slot's adapter; scripts/bootstrap.sh patches it.)
     """
     return max_loras // 2
 

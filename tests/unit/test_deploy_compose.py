@@ -83,7 +83,7 @@ def test_worker_stays_within_the_engine_limits(
 ) -> None:
     """With .env.example's values: the LoRA rank fits vLLM's, and the worker keeps at most half as many
     adapters loaded as vLLM has slots (past --max-loras vLLM silently evicts the oldest, possibly the one
-    being served; near it, vLLM 0.32 computed some requests with another adapter: stack/worker.py)."""
+    being served; gateways load names too: stack/worker.py)."""
     env = compose_env({"COMPOSE_PROFILES": profile}, tmp_path)
     result = docker_compose(["config"], env, tmp_path)
     assert result.returncode == 0, result.stderr
