@@ -125,17 +125,18 @@ def decide(
     for name, (cand, cur) in (accuracy or {}).items():
         if cand < cur - cfg.tolerance:
             reasons.append(f"{name} accuracy dropped: {cand:.1%} (was {cur:.1%})")
+    short = []  # not served, but kept to train on from
     for name, (cand, base) in (floors or {}).items():
-        if round(cand - base, 9) < 0:
+        gain = round(cand - base, 9)  # 0.89 - 0.86 is 0.0299999... in floating point
+        if gain < 0:
             reasons.append(f"{name} accuracy below the base model: {cand:.1%} (base {base:.1%})")
-    keep_training = not reasons
-    for name, (cand, base) in (floors or {}).items():
-        # Compared in whole items' worth of rounding: 0.89 - 0.86 is 0.0299999... in floating point.
-        if 0 <= round(cand - base, 9) < cfg.min_gain:
-            reasons.append(
+        elif gain < cfg.min_gain:
+            short.append(
                 f"{name} accuracy not yet {cfg.min_gain:.0%} above the base model: "
                 f"{cand:.1%} (base {base:.1%})"
             )
+    keep_training = not reasons
+    reasons += short
     metrics = {
         "gate_agreement": candidate.agreement,
         "gate_top_share": candidate.top_share,

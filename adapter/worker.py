@@ -239,7 +239,7 @@ class Worker:
             log.warning("candidate v%d not served: %s", version, "; ".join(decision.reasons))
         else:
             self.policy_version = -1  # the next round starts again from where this one started
-            await self.engine.unload_adapter(keys.adapter_name(version, self.s.base_model_name))
+            await self.engine.unload_adapter(self.lifecycle.name(version))
             self.metrics.rounds.labels("rejected").inc()
             log.warning("candidate v%d rejected: %s", version, "; ".join(decision.reasons))
         if line is not None and line != self.held:  # the line moved past the candidate it trained from

@@ -38,19 +38,24 @@ def greedy_answer(client: httpx.Client, model: str, image: np.ndarray) -> str:
     return str(chat(client, model, image)["choices"][0]["message"]["content"])
 
 
-def digit_policy(model_dir: Path, digit: int, images: Sequence[np.ndarray]) -> Policy:
-    """A LoRA (language model + vision) trained, supervised and for a few steps, to answer `digit` to most
-    images: versions that answer differently, so an answer tells which weights produced it."""
+def train_to_answer(policy: Policy, digit: int, images: Sequence[np.ndarray], steps: int) -> None:
+    """Supervised steps toward answering `digit` to every image (in place)."""
     import torch
 
-    policy = Policy(model_dir, LoraSpec(rank=8, alpha=16.0, vision=True), seed=digit)
     prompts = [policy.prompt(Image.fromarray(im), PROMPT) for im in images]
     target = policy.processor.tokenizer.convert_tokens_to_ids(str(digit))
     opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(12):
+    for _ in range(steps):
         logprobs = policy.logprobs([(p, [target, policy.eos_id]) for p in prompts])
         loss = -torch.stack([lp.sum() for lp in logprobs]).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+
+def digit_policy(model_dir: Path, digit: int, images: Sequence[np.ndarray]) -> Policy:
+    """A LoRA (language model + vision) trained, supervised and for a few steps, to answer `digit` to most
+    images: versions that answer differently, so an answer tells which weights produced it."""
+    policy = Policy(model_dir, LoraSpec(rank=8, alpha=16.0, vision=True), seed=digit)
+    train_to_answer(policy, digit, images, steps=12)
     return policy

@@ -19,8 +19,6 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
-import torch
-from PIL import Image
 
 from adapter.digits.dataset import stream_split
 from adapter.digits.task import PROMPT
@@ -37,7 +35,7 @@ from server.queue import Record, RecordLog
 from stack.ports import free_port
 from stack.redis import start_redis
 from tests.integration.conftest import VllmServer
-from tests.integration.helpers import greedy_answer, png_bytes
+from tests.integration.helpers import greedy_answer, png_bytes, train_to_answer
 
 ROUND = 24
 GATED_ROUND = 32  # 8 of them held back for the gate
@@ -256,17 +254,7 @@ def test_a_candidate_trained_to_one_constant_answer_is_rejected(
             policy = worker._load_policy(0, None)
             # Supervised steps toward answering "1" to every image: the collapse the paper's runs showed.
             images = stream_split("adapt", "contrast", 4, seed=0).images[:32]
-            prompts = [policy.prompt(Image.fromarray(im), PROMPT) for im in images]
-            one = policy.processor.tokenizer.convert_tokens_to_ids("1")
-            params = [p for p in policy.model.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=1e-2)
-            for _ in range(40):
-                loss = -torch.stack(
-                    [lp.sum() for lp in policy.logprobs([(p, [one, policy.eos_id]) for p in prompts])]
-                )
-                opt.zero_grad()
-                loss.mean().backward()
-                opt.step()
+            train_to_answer(policy, 1, images, steps=40)
             version = await next_version(worker.redis)
             path = save_version(policy, tmp_path, version, {"parent": 0})
             await Registry(worker.redis).register(version, str(path), {"parent": 0})
