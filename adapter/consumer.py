@@ -21,9 +21,9 @@ Delivery semantics: at least once, per stream entry.
   XADDed to the dead-letter stream (`keys.DEAD_LETTERS`: the original fields plus `reason`, `deliveries`,
   `entry_id` and `consumer`) and XACKed in one MULTI/EXEC transaction (both happen or neither). A poison
   entry that kills the worker is therefore dropped after `max_deliveries` restarts, whatever the name. A
-  malformed entry (`adapter.records.BadRecord`) is dead-lettered at its first delivery. An entry deleted
+  malformed entry (`core.records.BadRecord`) is dead-lettered at its first delivery. An entry deleted
   from the stream while pending (it has no fields left) is acknowledged and dropped.
-- Duplicates. An entry whose request id or content key (`StreamRecord.content_key`: same image, question
+- Duplicates. An entry whose request id or content key (`RequestRecord.content_key`: same image, question
   and options) equals that of a record pending in this process or held in the replay buffer is XACKed at
   once and not handed out. The replay buffer is bounded, so an old record's twin can be taken again.
 - Trained twice? A record may be trained on again after a crash (its round was never committed, so its
@@ -53,8 +53,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
-from adapter.records import BadRecord, StreamRecord, parse_record
-from server import keys
+from core import keys
+from core.records import BadRecord, RequestRecord, parse_record, stream_order, text
 
 log = logging.getLogger("ttrv.consumer")
 
@@ -130,14 +130,14 @@ class StreamConsumer:
         self.dead_letters = dead_letters
         self.counts = ConsumerCounts()
         self._started = False
-        self._pending: dict[str, StreamRecord] = {}  # entry id -> record, taken and not committed
-        self._replay: collections.deque[StreamRecord] = collections.deque()
+        self._pending: dict[str, RequestRecord] = {}  # entry id -> record, taken and not committed
+        self._replay: collections.deque[RequestRecord] = collections.deque()
         # request id / content key -> entry id, over pending and replay records (each key occurs once there)
         self._by_request: dict[str, str] = {}
         self._by_content: dict[str, str] = {}
         self._keepalive = redis.register_script(_KEEPALIVE_SCRIPT)
 
-    async def start(self) -> list[StreamRecord]:
+    async def start(self) -> list[RequestRecord]:
         """Create the group if missing (from id 0) and resume this consumer's own pending entries.
 
         Returns the resumed records (also in `pending_records`). `poll` calls it if it was not called;
@@ -166,7 +166,7 @@ class StreamConsumer:
             log.info("consumer %s resumed %d pending record(s)", self.name, len(resumed))
         return resumed
 
-    async def poll(self, block_ms: int = 0) -> list[StreamRecord]:
+    async def poll(self, block_ms: int = 0) -> list[RequestRecord]:
         """New records in stream order: first those reclaimed from idle consumers, then new entries.
 
         Waits up to `block_ms` for new entries when there is nothing else to return (0: do not wait;
@@ -183,19 +183,19 @@ class StreamConsumer:
         return sorted(got, key=_order)
 
     @property
-    def pending_records(self) -> list[StreamRecord]:
+    def pending_records(self) -> list[RequestRecord]:
         """Records taken and not committed yet, in stream order."""
         return sorted(self._pending.values(), key=_order)
 
-    def fresh(self) -> list[StreamRecord]:
+    def fresh(self) -> list[RequestRecord]:
         """Same as `pending_records`: the records no committed round has used yet."""
         return self.pending_records
 
-    def replay_buffer(self) -> list[StreamRecord]:
+    def replay_buffer(self) -> list[RequestRecord]:
         """The most recently committed records (at most `replay_size`), oldest first."""
         return list(self._replay)
 
-    async def commit(self, records: Iterable[StreamRecord]) -> int:
+    async def commit(self, records: Iterable[RequestRecord]) -> int:
         """Acknowledge exactly these records' entries and move them into the replay buffer.
 
         Call it once the round that used them is committed (saved as a new adapter version). Returns how
@@ -228,7 +228,7 @@ class StreamConsumer:
             groups: list[dict[str, Any]] = await self.redis.xinfo_groups(self.stream)
         except ResponseError:  # no such key: the stream does not exist yet
             groups = []
-        group = next((g for g in groups if _text(g["name"]) == self.group), None)
+        group = next((g for g in groups if text(g["name"]) == self.group), None)
         if group is None:
             return {"queue_length": length, "pending": 0, "lag": None}
         lag = group.get("lag")
@@ -238,7 +238,7 @@ class StreamConsumer:
             "lag": None if lag is None else int(lag),
         }
 
-    async def _reclaim(self) -> list[StreamRecord]:
+    async def _reclaim(self) -> list[RequestRecord]:
         """XAUTOCLAIM every entry idle longer than `claim_idle_ms`, whichever consumer held it."""
         entries: list[Entry] = []
         cursor: bytes | str = "0-0"
@@ -251,7 +251,7 @@ class StreamConsumer:
             if len(reply) > 2 and reply[2]:  # Redis >= 7 drops deleted entries from the PEL and lists them
                 self.counts.gone += len(reply[2])
                 log.warning("%d pending entries were deleted from %s before use", len(reply[2]), self.stream)
-            if _text(cursor) == "0-0":
+            if text(cursor) == "0-0":
                 break
         taken = await self._take(entries, recount=True)
         self.counts.reclaimed += len(taken)
@@ -259,19 +259,19 @@ class StreamConsumer:
             log.info("consumer %s reclaimed %d idle record(s)", self.name, len(taken))
         return taken
 
-    async def _take(self, entries: Sequence[Entry], *, recount: bool) -> list[StreamRecord]:
+    async def _take(self, entries: Sequence[Entry], *, recount: bool) -> list[RequestRecord]:
         """Hold the usable entries; ack duplicates and deleted entries, dead-letter the rest, atomically.
 
         `recount`: the entries may have been delivered before (reclaimed or resumed), so their delivery
         counts are read; an entry read with ">" is at its first delivery.
         """
-        entries = [e for e in entries if _text(e[0]) not in self._pending]  # already held here: not again
-        deliveries = await self._deliveries([_text(e[0]) for e in entries]) if recount else {}
+        entries = [e for e in entries if text(e[0]) not in self._pending]  # already held here: not again
+        deliveries = await self._deliveries([text(e[0]) for e in entries]) if recount else {}
         acks: list[str] = []
         dead: list[tuple[str, Mapping[bytes, bytes], str, int]] = []
-        taken: list[StreamRecord] = []
+        taken: list[RequestRecord] = []
         for raw_id, fields in entries:
-            entry_id = _text(raw_id)
+            entry_id = text(raw_id)
             count = deliveries.get(entry_id) if recount else 1
             if count is None:  # no longer in this consumer's PEL: acknowledged or claimed meanwhile
                 continue
@@ -308,7 +308,7 @@ class StreamConsumer:
         counts: dict[str, int] = {}
         for rows in cast(list[list[dict[str, Any]]], await pipe.execute()):
             for row in rows:
-                counts[_text(row["message_id"])] = int(row["times_delivered"])
+                counts[text(row["message_id"])] = int(row["times_delivered"])
         return counts
 
     async def _settle(
@@ -327,12 +327,12 @@ class StreamConsumer:
         await pipe.execute()
         self.counts.dead_lettered += len(dead)
 
-    def _hold(self, record: StreamRecord) -> None:
+    def _hold(self, record: RequestRecord) -> None:
         self._pending[record.entry_id] = record
         self._by_request[record.request_id] = record.entry_id
         self._by_content[record.content_key] = record.entry_id
 
-    def _forget(self, record: StreamRecord) -> None:
+    def _forget(self, record: RequestRecord) -> None:
         if self._by_request.get(record.request_id) == record.entry_id:
             del self._by_request[record.request_id]
         if self._by_content.get(record.content_key) == record.entry_id:
@@ -346,19 +346,5 @@ def _entries(reply: Any) -> list[Entry]:
     return [(entry_id, fields) for _, entries in reply for entry_id, fields in entries]
 
 
-def stream_order(entry_id: str) -> tuple[int, int]:
-    """Sort key of stream entry ids.
-
-    >>> sorted(["2-0", "1-10", "1-2"], key=stream_order)
-    ['1-2', '1-10', '2-0']
-    """
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _order(record: StreamRecord) -> tuple[int, int]:
+def _order(record: RequestRecord) -> tuple[int, int]:
     return stream_order(record.entry_id)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -1,4 +1,4 @@
-"""Label-free drift signals for `ttrv_drift_score{signal}` (DESIGN.md, metrics).
+"""Label-free drift signals for `ttrv_drift_score{signal}` (docs/design.md, metrics contract).
 
 Three signals, none of which needs a label:
 

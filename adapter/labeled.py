@@ -14,7 +14,6 @@ drift, a version that served clean images earlier would otherwise look better th
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,12 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
-from adapter.answers import extract_answer, matches_label
-from adapter.registry import entries
-from adapter.rollouts import image_mime
-from clients.rows import read_rows
-from server import keys
-from server.answering import render_question
-from server.engine import AdapterNotLoadedError, EngineClient
+from core import keys
+from core.answers import is_correct, render_question
+from core.images import sniff_mime
+from core.records import FeedbackRecord, entries
+from core.routing import AdapterEngine, Route
+from core.rows import read_rows
 
 EVAL_PRIORITY = 5  # after served answers (0), before adaptation rollouts (10)
 
@@ -40,6 +38,7 @@ class LabeledItem:
     question: str  # as the model sees it (options rendered)
     options: list[str] | None
     label: str
+    mime: str = "image/png"
     served_version: int | None = None  # feedback only: the version that answered it
     served_correct: bool | None = None  # feedback only: whether that answer was right
 
@@ -49,67 +48,63 @@ def load_probe(path: Path) -> list[LabeledItem]:
     items = []
     for row in read_rows(path):
         if row.answer is not None:
-            items.append(LabeledItem(row.id, row.image_path.read_bytes(), row.prompt, None, row.answer))
+            image = row.image_path.read_bytes()
+            items.append(LabeledItem(row.id, image, row.prompt, None, row.answer, sniff_mime(image)))
     return items
 
 
 async def recent_feedback(redis: aioredis.Redis, count: int) -> list[LabeledItem]:
     """The latest `count` labels (one per request, the latest wins) whose images are still in Redis."""
-    latest: dict[str, dict[str, str]] = {}
-    for _, fields in entries(await redis.xrevrange(keys.FEEDBACK, count=count)):
-        if fields.get("image") and fields["id"] not in latest:  # entries from before images were kept: skip
-            latest[fields["id"]] = fields
+    latest: dict[str, FeedbackRecord] = {}
+    for entry_id, fields in entries(await redis.xrevrange(keys.FEEDBACK, count=count)):
+        feedback = FeedbackRecord.parse(entry_id, fields)
+        # Entries from before images were kept cannot be asked again: skipped.
+        if feedback.image_key and feedback.request_id not in latest:
+            latest[feedback.request_id] = feedback
     if not latest:
         return []
-    images = cast(list[bytes | None], await redis.mget([f["image"] for f in latest.values()]))
+    images = cast(list[bytes | None], await redis.mget([f.image_key for f in latest.values()]))
     items = []
-    for fields, image in zip(latest.values(), images, strict=True):
+    for feedback, image in zip(latest.values(), images, strict=True):
         if image is None:
             continue  # expired: nothing to ask again
-        options = json.loads(fields["options"]) if fields.get("options") else None
         items.append(
             LabeledItem(
-                key=fields["id"],
+                key=feedback.request_id,
                 image=image,
-                question=render_question(fields["question"], options),
-                options=options,
-                label=fields["label"],
-                served_version=int(fields["adapter_version"]),
-                served_correct=fields["correct"] == "1",
+                question=render_question(feedback.question, feedback.options),
+                options=feedback.options,
+                label=feedback.label,
+                mime=feedback.mime,
+                served_version=feedback.adapter_version,
+                served_correct=feedback.correct,
             )
         )
     return list(reversed(items))  # oldest first
 
 
 class Evaluator:
-    """Greedy answers of one engine name on labeled items, a few requests at a time."""
+    """Greedy answers of one version on labeled items, a few requests at a time. A version that another
+    process unloaded meanwhile is loaded again from its route's folder (`AdapterEngine.complete`)."""
 
-    def __init__(self, engine: EngineClient, max_tokens: int, concurrency: int = 8):
-        self.engine = engine
+    def __init__(self, adapters: AdapterEngine, max_tokens: int, concurrency: int = 8):
+        self.adapters = adapters
         self.max_tokens = max_tokens
         self.slots = asyncio.Semaphore(concurrency)
 
-    async def correct(self, model: str, items: Sequence[LabeledItem], path: str | None = None) -> list[bool]:
-        """Whether `model`'s greedy answer is right, per item. With `path`, an adapter that another process
-        unloaded meanwhile (vLLM's 404) is loaded again and the request retried."""
+    async def correct(self, route: Route, items: Sequence[LabeledItem]) -> list[bool]:
+        """Whether `route`'s greedy answer is right, per item (`core.answers.is_correct`)."""
 
         async def one(item: LabeledItem) -> bool:
-            for attempt in range(3):
-                try:
-                    async with self.slots:
-                        texts = await self.engine.complete(
-                            model, item.image, image_mime(item.image), item.question,
-                            max_tokens=self.max_tokens, priority=EVAL_PRIORITY,
-                        )  # fmt: skip
-                    break
-                except AdapterNotLoadedError:
-                    if path is None or attempt == 2:
-                        raise
-                    await self.engine.load_adapter(model, path)
-            return matches_label(extract_answer(texts[0], item.options) or "", item.label)
+            async with self.slots:
+                texts, _ = await self.adapters.complete(
+                    route, item.image, item.mime, item.question,
+                    max_tokens=self.max_tokens, priority=EVAL_PRIORITY,
+                )  # fmt: skip
+            return is_correct(texts[0], item.label, item.options)
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 
-    async def accuracy(self, model: str, items: Sequence[LabeledItem], path: str | None = None) -> float:
-        marks = await self.correct(model, items, path)
+    async def accuracy(self, route: Route, items: Sequence[LabeledItem]) -> float:
+        marks = await self.correct(route, items)
         return sum(marks) / len(marks) if marks else 0.0

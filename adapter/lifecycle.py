@@ -1,4 +1,4 @@
-"""The adapter lifecycle after a round: labeled gate checks, hot-swap, rollback, retention (DESIGN.md).
+"""The adapter lifecycle after a round: labeled gate checks, hot-swap, rollback, retention (docs/design.md).
 
 - **Swap.** `promote` goes through `AdapterRouter.promote`, the same path as the admin route: the version
   is loaded into vLLM under its own immutable name `ttrv-vN`, asked one request, and only then does the
@@ -31,11 +31,12 @@ import redis.asyncio as aioredis
 
 from adapter.labeled import Evaluator, LabeledItem, load_probe, recent_feedback
 from adapter.metrics import WorkerMetrics
-from adapter.registry import Registry, entries
 from adapter.settings import WorkerSettings
-from server import keys
-from server.adapters import AdapterRouter
-from server.engine import EngineClient, EngineUnavailableError
+from core import keys
+from core.engine import EngineClient, EngineUnavailableError
+from core.records import FeedbackRecord, entries
+from core.registry import Registry
+from core.routing import AdapterRouter
 
 log = logging.getLogger("ttrv.lifecycle")
 
@@ -76,7 +77,7 @@ def clearly_worse(current: list[bool], previous: list[bool], tolerance: float, a
     if not current or (lost - won) / len(current) <= tolerance:
         return False
     p_value = sum(math.comb(n, k) for k in range(lost, n + 1)) / 2**n
-    return p_value < alpha
+    return bool(p_value < alpha)
 
 
 def _mean(marks: list[bool]) -> float:
@@ -93,7 +94,7 @@ class Lifecycle:
         self.engine = engine
         self.metrics = metrics
         self.router = AdapterRouter(redis, engine, settings.base_model_name, poll_s=1.0)
-        self.evaluator = Evaluator(engine, settings.max_tokens)
+        self.evaluator = Evaluator(self.router.adapters, settings.max_tokens)
         self._probe: list[LabeledItem] = []
         self._probe_mtime = -1.0
         self._probe_marks: dict[int, list[bool]] = {}  # per version: right or wrong on each probe item
@@ -103,7 +104,14 @@ class Lifecycle:
         self._history_cursor: str | None = None
 
     def name(self, version: int) -> str:
-        return keys.adapter_name(version, self.s.base_model_name)
+        return self.router.name(version)
+
+    def version_of(self, name: str) -> int | None:
+        return keys.version_of(name, self.s.base_model_name)
+
+    async def loaded_versions(self) -> set[int]:
+        """The versions vLLM has loaded under their names (the base model not counted)."""
+        return {v for name in await self.engine.loaded_models() if (v := self.version_of(name))}
 
     # --- labeled checks ------------------------------------------------------------------------------
 
@@ -123,7 +131,8 @@ class Lifecycle:
         if not items:
             return None
         if version not in self._probe_marks:
-            self._probe_marks[version] = await self.evaluator.correct(self.name(version), items)
+            route = await self.router.route_to(version)
+            self._probe_marks[version] = await self.evaluator.correct(route, items)
             accuracy = {v: sum(m) / len(m) for v, m in self._probe_marks.items()}
             self.metrics.set_per_version(self.metrics.probe_accuracy, accuracy)
         return self._probe_marks[version]
@@ -148,8 +157,8 @@ class Lifecycle:
         items = await recent_feedback(self.redis, self.s.feedback_window)
         if len(items) >= self.s.gate_min_labels:
             cand, cur = await asyncio.gather(
-                self.evaluator.accuracy(self.name(candidate), items),
-                self.evaluator.accuracy(self.name(current), items),
+                self.evaluator.accuracy(await self.router.route_to(candidate), items),
+                self.evaluator.accuracy(await self.router.route_to(current), items),
             )
             checks["feedback"] = (cand, cur)
         return checks, floors
@@ -202,11 +211,7 @@ class Lifecycle:
         """Unload the oldest loaded versions until one more fits in `max_loaded_adapters`."""
         current = await self.registry.current()
         protected = {current, *keep, *self._retiring}
-        loaded = sorted(
-            int(name.removeprefix("ttrv-v"))
-            for name in await self.engine.loaded_models()
-            if name.startswith("ttrv-v") and name.removeprefix("ttrv-v").isdigit()
-        )
+        loaded = sorted(await self.loaded_versions())
         excess = len(loaded) + 1 - self.s.max_loaded_adapters
         for version in [v for v in loaded if v not in protected][: max(0, excess)]:
             await self.engine.unload_adapter(self.name(version))
@@ -232,7 +237,7 @@ class Lifecycle:
             await self.engine.load_adapter(self.name(previous), str(entry["path"]))
             loaded_here = True
         try:
-            reasons = await self._regressions(current, previous, str(entry.get("path") or "") or None)
+            reasons = await self._regressions(current, previous)
         finally:
             # Unload only what this check loaded: another process may be using a name it found loaded.
             if loaded_here and not reasons and previous not in self._retiring:
@@ -246,7 +251,7 @@ class Lifecycle:
         self.retire(current)
         return previous
 
-    async def _regressions(self, current: int, previous: int, previous_path: str | None) -> list[str]:
+    async def _regressions(self, current: int, previous: int) -> list[str]:
         """Why `current` is worse than `previous` on labels, if it is: both checks are paired (the same
         items) and must be beyond the tolerance *and* unlikely to be chance (`clearly_worse`)."""
         tol = self.s.accuracy_tolerance
@@ -267,7 +272,7 @@ class Lifecycle:
         if len(served) >= self.s.rollback_min_labels and fresh_labels:
             self._checked = (current, len(served))
             cur = [bool(i.served_correct) for i in served]
-            prev = await self.evaluator.correct(self.name(previous), served, previous_path)
+            prev = await self.evaluator.correct(await self.router.route_to(previous), served)
             if clearly_worse(cur, prev, tol):
                 reasons.append(
                     f"feedback accuracy {_mean(cur):.1%} on {len(served)} labeled answers, "
@@ -282,11 +287,7 @@ class Lifecycle:
         versions = await self.registry.all()
         current = await self.registry.current()
         try:
-            loaded = {
-                int(n.removeprefix("ttrv-v"))
-                for n in await self.engine.loaded_models()
-                if n.startswith("ttrv-v")
-            }
+            loaded = await self.loaded_versions()
         except EngineUnavailableError:
             return []  # cannot tell what vLLM still reads: delete nothing
         protected = {current, await self.registry.predecessor(current) or 0, *loaded, *self._retiring, *keep}
@@ -312,10 +313,12 @@ class Lifecycle:
                 self.metrics.rollbacks.inc()
         self.metrics.adapter_version.set(await self.registry.current())
         tally: dict[int, list[int]] = {}
-        for _, f in entries(await self.redis.xrevrange(keys.FEEDBACK, count=self.s.feedback_window)):
-            counts = tally.setdefault(int(f["adapter_version"]), [0, 0])
+        window = await self.redis.xrevrange(keys.FEEDBACK, count=self.s.feedback_window)
+        for entry_id, fields in entries(window):
+            feedback = FeedbackRecord.parse(entry_id, fields)
+            counts = tally.setdefault(feedback.adapter_version, [0, 0])
             counts[0] += 1
-            counts[1] += f["correct"] == "1"
+            counts[1] += feedback.correct
         self.metrics.set_per_version(
             self.metrics.feedback_accuracy, {v: c / n for v, (n, c) in tally.items()}
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from peft import PeftModel
 from transformers import PreTrainedModel
 
 
@@ -81,7 +82,11 @@ def unique_rows(rows: Sequence[Row]) -> tuple[list[Row], list[int]]:
 
 
 def row_logprobs(
-    model: PreTrainedModel, rows: Sequence[Row], image_token_id: int, pad_id: int, max_rows: int = 256
+    model: PreTrainedModel | PeftModel,
+    rows: Sequence[Row],
+    image_token_id: int,
+    pad_id: int,
+    max_rows: int = 256,
 ) -> list[torch.Tensor]:
     """Log-prob of each completion token, one (T_i,) tensor per row (gradients flow in train mode)."""
     distinct, where = unique_rows(rows)
@@ -90,7 +95,7 @@ def row_logprobs(
 
 
 def _row_logprobs(
-    model: PreTrainedModel, rows: Sequence[Row], image_token_id: int, pad_id: int, max_rows: int
+    model: PreTrainedModel | PeftModel, rows: Sequence[Row], image_token_id: int, pad_id: int, max_rows: int
 ) -> list[torch.Tensor]:
     out: list[torch.Tensor] = [torch.empty(0)] * len(rows)
     for idx in buckets(rows, max_rows):

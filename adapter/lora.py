@@ -33,7 +33,7 @@ class LoraSpec:
     def config(self, init_lora_weights: bool = True) -> LoraConfig:
         return LoraConfig(
             r=self.rank,
-            lora_alpha=self.alpha,
+            lora_alpha=self.alpha,  # type: ignore[arg-type]  # PEFT annotates int; any scale works
             target_modules=self.target_regex(),
             lora_dropout=0.0,
             bias="none",

@@ -1,4 +1,4 @@
-"""The worker's Prometheus metrics (DESIGN.md, "Metrics contract"), served on its own port.
+"""The worker's Prometheus metrics (docs/design.md, "Metrics contract"), served on its own port.
 
 Every value is set from what a round actually did: nothing here is a configured or assumed number.
 """

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from adapter.answers import extract_answer
 from adapter.logprobs import Prompt
 from adapter.lora import LoraSpec
 from adapter.policy import Policy, load_image
 from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_round
-from clients.rows import Row
-from clients.rows import read_rows as iter_rows
+from core.answers import is_correct
+from core.rows import Row
+from core.rows import read_rows as iter_rows
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -57,8 +57,7 @@ def greedy_accuracy(
     for lo in range(0, len(prompts), 256):
         samples = policy.sample(prompts[lo : lo + 256], 1, 0.0, max_new_tokens)
         for (completion,), row in zip(samples, rows[lo : lo + 256], strict=True):
-            answer = extract_answer(policy.decode(completion), None)
-            correct += answer is not None and answer == extract_answer(row.answer, None)
+            correct += row.answer is not None and is_correct(policy.decode(completion), row.answer)
     return correct / max(1, len(rows))
 
 

@@ -19,7 +19,7 @@ def adapt_command(
     if reward not in REWARD_KINDS:
         raise SystemExit(f"unknown reward {reward!r}; choose one of {', '.join(REWARD_KINDS)}")
     cfg = AdaptConfig()
-    cfg = dataclasses.replace(cfg, round=dataclasses.replace(cfg.round, reward=reward))  # type: ignore[arg-type]
+    cfg = dataclasses.replace(cfg, round=dataclasses.replace(cfg.round, reward=reward))
 
     def progress(i: int, s: RoundStats) -> None:
         console.print(

@@ -33,8 +33,9 @@ class Policy:
         # fp32 on CPU; bf16 where a GPU is used (the served engine's dtype should then match).
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        base = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).to(self.device)
-        self.processor = AutoProcessor.from_pretrained(model_dir)
+        loaded = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, dtype=dtype)
+        base = loaded.to(self.device)  # type: ignore[arg-type]  # transformers types .to() for dtypes only
+        self.processor = AutoProcessor.from_pretrained(model_dir)  # type: ignore[no-untyped-call]
         if adapter is None:
             self.model: PeftModel = attach_lora(base, spec)
         else:
@@ -118,4 +119,4 @@ class Policy:
         return str(self.processor.tokenizer.decode(list(completion), skip_special_tokens=True))
 
     def save(self, path: Path) -> None:
-        self.model.save_pretrained(path)
+        self.model.save_pretrained(str(path))

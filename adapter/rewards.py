@@ -1,6 +1,6 @@
 """Label-free rewards for one prompt's group of sampled answers (pure functions, no torch).
 
-Input is the extracted answers of the G samples of one prompt (`adapter.answers`), None where a response
+Input is the extracted answers of the G samples of one prompt (`core.answers`), None where a response
 gave no answer. Votes are counted over the *parseable* answers only; None never votes, so the empty response
 cannot become the majority class (the collapse in shared/notes/ttrv-algorithm.md, "What goes wrong").
 

@@ -7,16 +7,13 @@ are never an answer, and one inside a completion would break the trainer's forwa
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from PIL import Image
 
-from server.chat import image_chat_body
-from server.engine import KEEPALIVE_S
-from server.images import FORMATS
+from core.chat import image_chat_body
+from core.engine import KEEPALIVE_S
 
 
 @dataclass
@@ -26,14 +23,9 @@ class Sampled:
     texts: list[str]
 
 
-def image_mime(data: bytes) -> str:
-    with Image.open(io.BytesIO(data)) as im:
-        return FORMATS.get(im.format or "", "image/png")
-
-
 class VllmRollouts:
     def __init__(self, base_url: str, priority: int, banned_tokens: list[int], timeout_s: float = 300.0):
-        # Idle connections expire before vLLM closes them (see `server.engine.KEEPALIVE_S`).
+        # Idle connections expire before vLLM closes them (see `core.engine.KEEPALIVE_S`).
         limits = httpx.Limits(keepalive_expiry=KEEPALIVE_S)
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits)
         self.priority = priority
@@ -43,10 +35,10 @@ class VllmRollouts:
         await self.http.aclose()
 
     async def sample(
-        self, model: str, image: bytes, question: str, n: int, temperature: float, max_tokens: int
+        self, model: str, image: bytes, mime: str, question: str, n: int, temperature: float, max_tokens: int
     ) -> Sampled:
         body: dict[str, Any] = image_chat_body(
-            model, image, question, mime=image_mime(image), n=n, temperature=temperature,
+            model, image, question, mime=mime, n=n, temperature=temperature,
             max_tokens=max_tokens, priority=self.priority,
         )  # fmt: skip
         body.update({"top_p": 1.0, "top_k": -1, "logit_bias": self.logit_bias})

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from adapter.answers import extract_answer
 from adapter.grpo import group_advantages, is_informative, k3_kl, ppo_clip_loss
 from adapter.logprobs import Prompt
 from adapter.policy import Policy
 from adapter.rewards import RewardKind, compute_rewards, vote_stats
+from core.answers import extract_answer
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def train_round(
                 kl=k3_kl(logp, ref), kl_coef=cfg.kl_coef,
             )  # fmt: skip
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             losses.append(info["loss"])

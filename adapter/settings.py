@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,7 +45,7 @@ class WorkerSettings(BaseSettings):
     )
     samples: int = Field(default=32, ge=2, le=64, description="answers sampled per record for the vote (N)")
     keep: int = Field(default=16, ge=2, description="answers per record used in the loss (K <= N)")
-    temperature: float = Field(default=1.0, description="rollout sampling temperature")
+    temperature: float = Field(default=1.0, gt=0, description="rollout sampling temperature")
     max_tokens: int = Field(default=8, description="longest sampled answer, in tokens")
     rollout_priority: int = Field(default=10, description="vLLM priority of rollouts (answers use 0: first)")
     reward: Literal["ttrv", "frequency", "majority", "random"] = Field(
@@ -54,7 +54,7 @@ class WorkerSettings(BaseSettings):
     alpha: float = Field(
         default=0.75, description="weight of the normalised answer entropy in the TTRV reward"
     )
-    lr: float = Field(default=3e-4, description="AdamW learning rate of the LoRA")
+    lr: float = Field(default=3e-4, gt=0, description="AdamW learning rate of the LoRA")
     epochs: int = Field(default=1, description="passes over a round's records")
     lora_rank: int = Field(default=8, description="LoRA rank (vLLM's --max-lora-rank must be at least this)")
     lora_vision: bool = Field(default=True, description="adapt the vision tower and merger too")
@@ -115,6 +115,37 @@ class WorkerSettings(BaseSettings):
     )
     seed: int = Field(default=0, description="seed of sampling and shuffling")
     log_json: bool = Field(default=True, description="one JSON object per log line (else plain text)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkerSettings:
+        """Rules across fields, each with the variable to change (TRL's config checks do the same)."""
+        problems = []
+        if self.keep > self.samples:
+            problems.append(
+                f"TTRV_KEEP={self.keep} is more than TTRV_SAMPLES={self.samples}: the loss keeps K of the N "
+                "answers sampled per record; set TTRV_KEEP to at most TTRV_SAMPLES"
+            )
+        if self.round_min_records > self.round_max_records:
+            problems.append(
+                f"TTRV_ROUND_MIN_RECORDS={self.round_min_records} is more than TTRV_ROUND_MAX_RECORDS="
+                f"{self.round_max_records}: a round would start with more records than it may use; lower "
+                "the first or raise the second"
+            )
+        if not 0.0 <= self.gate_share < 1.0:
+            problems.append(
+                f"TTRV_GATE_SHARE={self.gate_share}: the share of a round's records held back for the gate "
+                "must be in [0, 1); 0 turns the label-free gate off"
+            )
+        if not 0.0 <= self.accuracy_tolerance < 1.0 or not 0.0 <= self.min_gain_over_base < 1.0:
+            problems.append(
+                "TTRV_ACCURACY_TOLERANCE and TTRV_MIN_GAIN_OVER_BASE are accuracies (0..1), e.g. 0.02 for "
+                f"2 points; got {self.accuracy_tolerance} and {self.min_gain_over_base}"
+            )
+        if self.replay_share < 0:
+            problems.append(f"TTRV_REPLAY_SHARE={self.replay_share} must be >= 0 (0: no replay)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @property
     def model_folder(self) -> Path:

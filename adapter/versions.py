@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 
 from adapter.gate import GateDecision
 from adapter.policy import Policy
-from adapter.registry import Registry
-from server import keys
+from core import keys
+from core.registry import Registry
 
 
 def version_dir(adapter_dir: Path, version: int) -> Path:

@@ -32,7 +32,6 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
-from adapter.answers import extract_answer
 from adapter.consumer import StreamConsumer
 from adapter.drift import DriftMonitor, image_features
 from adapter.gate import GateConfig, GateDecision, SliceStats, decide, slice_stats
@@ -40,32 +39,50 @@ from adapter.lifecycle import Lifecycle
 from adapter.lora import LoraSpec
 from adapter.metrics import WorkerMetrics
 from adapter.policy import Policy, load_image
-from adapter.records import StreamRecord
 from adapter.rollouts import VllmRollouts
 from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_round
 from adapter.settings import WorkerSettings
 from adapter.versions import next_version, record_decision, save_version
-from server import keys
-from server.answering import render_question
-from server.engine import EngineClient
-from server.logs import configure_logging
+from core import keys
+from core.answers import extract_answer, render_question
+from core.engine import EngineClient
+from core.logs import configure_logging
+from core.records import RequestRecord
 
 log = logging.getLogger("ttrv.worker")
 
 
-class Worker:
-    def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics | None = None):
-        self.s = settings
-        self.metrics = metrics or WorkerMetrics()
+def build_worker(
+    settings: WorkerSettings,
+    metrics: WorkerMetrics | None = None,
+    redis: aioredis.Redis | None = None,
+    engine: EngineClient | None = None,
+) -> Worker:
+    """The worker and its clients; tests pass a fake `redis` and `engine`, production builds real ones."""
+    if redis is None:
         # A blocking pool: a round's concurrent rollouts wait for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=32, timeout=30)
-        self.redis = aioredis.Redis(connection_pool=pool)
+        redis = aioredis.Redis(connection_pool=pool)
+    if engine is None:
+        engine = EngineClient(settings.vllm_url, timeout_s=300.0)
+    return Worker(settings, redis, engine, metrics or WorkerMetrics())
+
+
+class Worker:
+    """One adaptation worker; `build_worker` makes one with its Redis and vLLM clients."""
+
+    def __init__(
+        self, settings: WorkerSettings, redis: aioredis.Redis, engine: EngineClient, metrics: WorkerMetrics
+    ):
+        self.s = settings
+        self.metrics = metrics
+        self.redis = redis
         self.rollout_slots = asyncio.Semaphore(32)  # rollouts in flight at once (vLLM queues the rest anyway)
         self.consumer = StreamConsumer(
             self.redis, settings.consumer_name,
             max_deliveries=settings.max_deliveries, claim_idle_ms=settings.claim_idle_ms,
         )  # fmt: skip
-        self.engine = EngineClient(settings.vllm_url, timeout_s=300.0)
+        self.engine = engine
         self.lifecycle = Lifecycle(settings, self.redis, self.engine, self.metrics)
         self.router = self.lifecycle.router
         self.drift = DriftMonitor(
@@ -141,19 +158,19 @@ class Worker:
             return None
         return await self.run_round(fresh[: self.s.round_max_records])
 
-    async def _rollout(self, policy: Policy, model: str, record: StreamRecord) -> Rollout | None:
+    async def _rollout(self, policy: Policy, model: str, record: RequestRecord) -> Rollout | None:
         async with self.rollout_slots:
             return await self._rollout_one(policy, model, record)
 
-    async def _rollout_one(self, policy: Policy, model: str, record: StreamRecord) -> Rollout | None:
+    async def _rollout_one(self, policy: Policy, model: str, record: RequestRecord) -> Rollout | None:
         assert self.rollouts is not None
-        image = await self.redis.get(record.image_key)
+        image = cast(bytes | None, await self.redis.get(record.image_key))
         if image is None:
             log.warning("image of %s expired before adaptation; record skipped", record.request_id)
             return None
         question = render_question(record.question, record.options)
         sampled = await self.rollouts.sample(
-            model, image, question, self.s.samples, self.s.temperature, self.s.max_tokens
+            model, image, record.mime, question, self.s.samples, self.s.temperature, self.s.max_tokens
         )
         prompt = policy.prompt(load_image(image), question)
         if sampled.prompt_token_ids != prompt.ids.tolist():
@@ -162,7 +179,7 @@ class Worker:
         self.metrics.rollouts.inc(len(sampled.completions))
         return Rollout(prompt, sampled.completions, sampled.texts, record.options)
 
-    async def run_round(self, fresh: list[StreamRecord]) -> RoundStats:
+    async def run_round(self, fresh: list[RequestRecord]) -> RoundStats:
         """Sample, train, save a candidate, gate it, promote or reject it; then acknowledge the records."""
         started = time.monotonic()
         self.last_round = started
@@ -260,7 +277,7 @@ class Worker:
             self.held = None
         return current, current_name, current_path
 
-    def _split(self, fresh: list[StreamRecord]) -> tuple[list[StreamRecord], list[StreamRecord]]:
+    def _split(self, fresh: list[RequestRecord]) -> tuple[list[RequestRecord], list[RequestRecord]]:
         """Hold back a share of the new records for the gate: they are never trained on in this round."""
         n = int(len(fresh) * self.s.gate_share)
         if n < self.s.gate_min_records:
@@ -274,7 +291,7 @@ class Worker:
         self,
         version: int,
         path: Path,
-        held_out: list[StreamRecord],
+        held_out: list[RequestRecord],
         current: list[Rollout],
         current_version: int | None = None,
     ) -> GateDecision:
@@ -293,7 +310,7 @@ class Worker:
             return decide(_slice([]), _slice([]), self.gate_cfg, accuracy, floors)
         return decide(_slice(candidate), _slice(current), self.gate_cfg, accuracy, floors)
 
-    def _replayed(self, n_fresh: int) -> list[StreamRecord]:
+    def _replayed(self, n_fresh: int) -> list[RequestRecord]:
         buffer = self.consumer.replay_buffer()
         k = min(len(buffer), int(n_fresh * self.s.replay_share))
         return self.rng.sample(buffer, k)
@@ -311,7 +328,7 @@ class Worker:
         self.drift.observe_agreement(stats.agreement_mean)
         self._publish_drift()
 
-    async def _observe_drift(self, records: list[StreamRecord]) -> None:
+    async def _observe_drift(self, records: list[RequestRecord]) -> None:
         """Feed newly delivered records (their served answer and image statistics) to the drift monitor."""
         if not records:
             return
@@ -344,7 +361,7 @@ def _slice(rollouts: list[Rollout]) -> SliceStats:
 
 def run_worker(settings: WorkerSettings) -> None:
     configure_logging(settings.log_json)
-    worker = Worker(settings)
+    worker = build_worker(settings)
     worker.metrics.serve(settings.metrics_port)
 
     async def main() -> None:

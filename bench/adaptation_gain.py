@@ -241,8 +241,9 @@ def main(
         raise typer.BadParameter(
             f"unknown shifts {unknown}; choose from {', '.join(SHIFTS)}", param_hint="--shifts"
         )
-    reward_list = _split(rewards)
-    bad = [r for r in reward_list if r not in REWARD_KINDS]
+    reward_names = _split(rewards)
+    bad = [r for r in reward_names if r not in REWARD_KINDS]
+    reward_list = [k for r in reward_names for k in REWARD_KINDS if k == r]  # typed as RewardKind
     if bad:
         raise typer.BadParameter(
             f"unknown rewards {bad}; choose from {', '.join(REWARD_KINDS)}", param_hint="--rewards"

@@ -13,16 +13,17 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from adapter.answers import extract_answer
 from adapter.logprobs import Prompt
-from adapter.offline import AdaptConfig, Row, adapt, prompts_for, read_rows, run_offline
+from adapter.offline import AdaptConfig, adapt, prompts_for, read_rows, run_offline
 from adapter.policy import Policy
 from adapter.rewards import RewardKind
 from bench.gain_stats import CONTROL
+from core.answers import extract_answer, is_correct
+from core.rows import Row
 
 COLLAPSE_DROP_POINTS = 10.0  # held-out accuracy below before - 10 points
 COLLAPSE_AGREEMENT = 0.98  # last round's mean majority share above this ...
@@ -46,7 +47,7 @@ def greedy_answers(policy: Policy, prompts: Sequence[Prompt], max_new_tokens: in
 def accuracy(answers: Sequence[str | None], rows: Sequence[Row]) -> float:
     """Share of rows whose answer equals the label: `greedy_accuracy`'s comparison, on given answers."""
     correct = sum(
-        a is not None and a == extract_answer(r.answer, None) for a, r in zip(answers, rows, strict=True)
+        r.answer is not None and is_correct(a, r.answer) for a, r in zip(answers, rows, strict=True)
     )
     return correct / max(1, len(rows))
 
@@ -160,7 +161,7 @@ def make_config(
 def shared_config(overrides: dict[str, Any]) -> dict[str, Any]:
     """The settings every reward of a sweep shares: `AdaptConfig.as_dict()` without the reward."""
     config = make_config(CONTROL, **overrides).as_dict()
-    round_cfg = dict(config["round"])
+    round_cfg = dict(cast(dict[str, Any], config["round"]))
     round_cfg.pop("reward")
     return {**config, "round": round_cfg}
 

@@ -8,7 +8,7 @@ blocks, interleaved direct, gateway, gateway, direct, ...: each path goes first 
 so neither gets more of vLLM's prefix and image caches or of a quiet machine. Latency is the client's time
 to the complete reply; throughput is successful replies over the summed wall time of the path's blocks.
 
-The direct body is what the gateway itself sends (`server.chat.image_chat_body` with the gateway's
+The direct body is what the gateway itself sends (`core.chat.image_chat_body` with the gateway's
 defaults: greedy, n=1, 32 tokens, priority 0), so the difference is the gateway's own work: HTTP in and
 out, JSON and base64 decoding, the image check, the backlog check and the Redis record write, the metrics.
 The 95% intervals of the ratios come from resampling block pairs (a paired bootstrap). Below the table,

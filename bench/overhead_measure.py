@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.cpu import cpu_snapshot, other_busy_cores
 from bench.local import LocalStack
-from server.chat import image_chat_body
+from core.chat import image_chat_body
 from stack.vllm import SERVED_NAME
 
 MAX_TOKENS = 32  # the gateway's default TTRV_MAX_TOKENS; pinned in its environment so both bodies agree

@@ -81,7 +81,7 @@ def _lifecycle(stack: LocalStack, plan: Plan, adapter_dir: Path, model: Path, ma
     from adapter.lifecycle import Lifecycle
     from adapter.metrics import WorkerMetrics
     from adapter.settings import WorkerSettings
-    from server.engine import EngineClient
+    from core.engine import EngineClient
     from stack.vllm import SERVED_NAME
     from stack.worker import loaded_adapters_for
 

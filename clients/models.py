@@ -1,7 +1,9 @@
-"""Pydantic models of the wire contract (DESIGN.md), as the client sends and reads them.
+"""Models of the wire contract (docs/design.md), as the SDK sends and reads them.
 
-Reply models ignore unknown fields, so a newer server that adds a field does not break an older client.
-Request models forbid them, so a typo in the SDK fails here rather than as a 422 from the server.
+Reply models are the server's own definitions (`core/wire.py`), written out into `clients/wire.py` by
+`python -m stack.sdk_wire` so that the SDK needs no project package; they ignore unknown fields, so a newer
+server that adds one does not break an older client. Request models are the SDK's: fields left as None are
+not sent, and unknown fields are refused here, so a typo in the SDK fails before it becomes a 422.
 """
 
 from __future__ import annotations
@@ -9,6 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from clients.wire import (
+    AdaptationState,
+    AdapterInfo,
+    AdapterList,
+    AdapterMove,
+    AnswerResponse,
+    ComponentState,
+    ErrorDetail,
+    ErrorEnvelope,
+    FeedbackResponse,
+    ReadyResponse,
+)
+
+Answer = AnswerResponse  # the SDK's name for the reply of `POST /v1/answer`
 
 
 class AnswerRequest(BaseModel):
@@ -36,71 +53,18 @@ class FeedbackRequest(BaseModel):
     label: str
 
 
-class Answer(BaseModel):
-    """200 reply of `POST /v1/answer`. `adapter_version` 0 is the base model."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    answer: str
-    text: str
-    adapter_version: int
-    confidence: float | None = None
-    latency_ms: float
-
-
-class ErrorDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    message: str
-    type: str
-    param: str | None = None
-    code: str | int | None = None
-
-
-class ErrorEnvelope(BaseModel):
-    """Every error reply of the gateway: `{"error": {"message", "type", "param", "code"}}`."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    error: ErrorDetail
-
-
-class AdapterInfo(BaseModel):
-    """One adapter version in the registry; `status` is candidate, promoted, rejected or rolled_back."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    version: int
-    status: str
-    parent: int | None = None
-    path: str | None = None
-    created_at: str | None = None
-    promoted_at: str | None = None
-    rolled_back_at: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    reasons: list[str] = Field(default_factory=list)
-    rollback_reason: str | None = None
-    pruned: bool = False
-
-
-class AdapterMove(BaseModel):
-    """One move of the current pointer: kind `promote`, or `rollback` to an older version."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    version: int
-    previous: int
-    kind: str
-    reason: str
-    ts: float
-
-
-class AdapterList(BaseModel):
-    """Reply of `GET /v1/adapters`: every version, the current (served) one, and the latest moves."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    current: int
-    versions: list[AdapterInfo]
-    history: list[AdapterMove] = Field(default_factory=list)
+__all__ = [
+    "AdaptationState",
+    "AdapterInfo",
+    "AdapterList",
+    "AdapterMove",
+    "Answer",
+    "AnswerRequest",
+    "AnswerResponse",
+    "ComponentState",
+    "ErrorDetail",
+    "ErrorEnvelope",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "ReadyResponse",
+]

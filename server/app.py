@@ -10,12 +10,12 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from redis.exceptions import RedisError
 
-from server.adapters import AdapterRouter, following
+from core.engine import EngineClient
+from core.logs import configure_logging
+from core.routing import AdapterRouter, following
 from server.deps import Gateway
-from server.engine import EngineClient
 from server.errors import install_error_handlers
 from server.limits import InFlight, RateLimiter
-from server.logs import configure_logging
 from server.metrics import GatewayMetrics
 from server.middleware import MetricsMiddleware
 from server.queue import RecordLog
@@ -40,7 +40,9 @@ def build_gateway(
         settings=settings,
         redis=redis,
         engine=engine,
-        router=AdapterRouter(redis, engine, settings.base_model_name, settings.adapter_poll_s),
+        router=AdapterRouter(
+            redis, engine, settings.base_model_name, settings.adapter_poll_s, metrics.adapter_misses.inc
+        ),
         records=RecordLog(redis, metrics, settings.image_ttl_s, settings.stream_maxlen, settings.buffer_max),
         metrics=metrics,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, settings.retry_after_s),

@@ -12,9 +12,9 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
-from server.adapters import AdapterRouter
+from core.engine import EngineClient
+from core.routing import AdapterRouter
 from server.auth import check_admin, check_api_key
-from server.engine import EngineClient
 from server.limits import InFlight, RateLimiter
 from server.metrics import GatewayMetrics
 from server.queue import RecordLog

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.protocol import ErrorDetail, ErrorEnvelope
+from core.wire import ErrorDetail, ErrorEnvelope
 
 log = logging.getLogger("ttrv.gateway")
 

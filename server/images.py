@@ -17,15 +17,9 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from core.images import FORMATS
 from server.errors import APIError
 
-FORMATS = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-}
 _DATA_URL = re.compile(r"^data:([^;,]*)(;base64)?,", re.IGNORECASE)
 
 

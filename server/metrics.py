@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics (DESIGN.md, "Metrics contract"), on a registry of its own.
+"""The gateway's Prometheus metrics (docs/design.md, "Metrics contract"), on a registry of its own.
 
 A registry per app keeps tests that build several apps independent, and `/metrics` shows only these.
 """

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -26,9 +25,10 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from server import keys
+from core import keys
+from core.records import DEFAULT_MIME, RequestRecord, StoredAnswer, stream_order, text
+from core.wire import AnswerResponse
 from server.metrics import GatewayMetrics
-from server.protocol import AnswerResponse
 
 log = logging.getLogger("ttrv.queue")
 
@@ -41,17 +41,10 @@ return {0, redis.call('GET', KEYS[1])}
 """
 
 
-class StoredAnswer(AnswerResponse):
-    """What the answer key holds: the response, and what a labeled re-evaluation needs to ask again
-    (the gate and rollback check compare versions on requests that got a label through /v1/feedback)."""
-
-    image: str = ""  # key of the image bytes (keys.image)
-    question: str = ""
-    options: list[str] | None = None
-
-
 @dataclass(frozen=True)
 class Record:
+    """One answered request on its way into Redis: the reply, the image bytes and what the stream keeps."""
+
     response: AnswerResponse
     image: bytes
     image_sha256: str
@@ -60,41 +53,32 @@ class Record:
     stream: str
     samples: int
     created_at: float
+    mime: str = DEFAULT_MIME
+
+    def request_record(self) -> RequestRecord:
+        return RequestRecord.of_answer(
+            self.response,
+            image_key=keys.image(self.image_sha256),
+            mime=self.mime,
+            question=self.question,
+            options=self.options,
+            stream=self.stream,
+            samples=self.samples,
+            ts=self.created_at,
+        )
 
     def stored(self) -> str:
         return StoredAnswer(
             **self.response.model_dump(),
             image=keys.image(self.image_sha256),
+            mime=self.mime,
             question=self.question,
             options=self.options,
         ).model_dump_json()
 
     def fields(self) -> list[str]:
-        r = self.response
-        pairs = {
-            "id": r.id,
-            "image": keys.image(self.image_sha256),
-            "question": self.question,
-            "options": json.dumps(self.options) if self.options else "",
-            "stream": self.stream,
-            "answer": r.answer,
-            "text": r.text,
-            "adapter_version": str(r.adapter_version),
-            "samples": str(self.samples),
-            "confidence": "" if r.confidence is None else f"{r.confidence:.4f}",
-            "ts": f"{self.created_at:.3f}",
-        }
-        return [x for kv in pairs.items() for x in kv]
-
-
-def stream_id(value: str) -> tuple[int, int]:
-    """Order of stream ids.
-
-    >>> stream_id("1700000000000-2") < stream_id("1700000000000-10")
-    True
-    """
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq or 0)
+        """The stream entry's fields (`RequestRecord.fields`), flat, as the write script takes them."""
+        return [x for kv in self.request_record().fields().items() for x in kv]
 
 
 class RecordLog:
@@ -131,7 +115,7 @@ class RecordLog:
             stored = await self.served(request_id)
         except RedisError:
             return next((r.response for r in self.buffer if r.response.id == request_id), None)
-        return None if stored is None else AnswerResponse.model_validate(stored.model_dump())
+        return None if stored is None else stored.response()
 
     async def write(self, record: Record) -> AnswerResponse:
         """Store `record` once; returns the answer that stands for its id (the first one, on a repeat)."""
@@ -187,7 +171,7 @@ class RecordLog:
         if time.monotonic() - measured_at < max_age_s:
             return value
         groups = await self.redis.xinfo_groups(keys.REQUESTS)
-        group = next((g for g in groups if _text(g["name"]) == keys.WORKER_GROUP), None)
+        group = next((g for g in groups if text(g["name"]) == keys.WORKER_GROUP), None)
         if group is None:
             value = 0
         else:
@@ -204,20 +188,16 @@ class RecordLog:
         if excess <= 0:
             return 0
         groups = await self.redis.xinfo_groups(keys.REQUESTS)
-        group = next((g for g in groups if _text(g["name"]) == keys.WORKER_GROUP), None)
+        group = next((g for g in groups if text(g["name"]) == keys.WORKER_GROUP), None)
         if group is None:
             return 0
-        safe = _text(group["last-delivered-id"])
+        safe = text(group["last-delivered-id"])
         pending = await self.redis.xpending(keys.REQUESTS, keys.WORKER_GROUP)
         if pending["pending"]:
-            safe = min(safe, _text(pending["min"]), key=stream_id)
+            safe = min(safe, text(pending["min"]), key=stream_order)
         head = cast(
             list[tuple[bytes, Any]],
             await self.redis.xrange(keys.REQUESTS, "-", "+", count=min(excess, batch) + 1),
         )
-        cutoff = min(_text(head[-1][0]), safe, key=stream_id)
+        cutoff = min(text(head[-1][0]), safe, key=stream_order)
         return int(await self.redis.xtrim(keys.REQUESTS, minid=cutoff, approximate=False))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

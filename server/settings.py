@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,3 +45,18 @@ class GatewaySettings(BaseSettings):
     retry_after_s: int = Field(default=2, description="Retry-After sent with 429 and 503")
     adapter_poll_s: float = Field(default=1.0, description="re-read the current adapter at least this often")
     log_json: bool = Field(default=True, description="one JSON object per log line (else plain text)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GatewaySettings:
+        """Rules across fields, each with the variable to change."""
+        if self.admin_token is not None and self.admin_token in self.api_keys:
+            raise ValueError(
+                "TTRV_ADMIN_TOKEN is also one of TTRV_API_KEYS: every client with that key could promote "
+                "and pause; give the admin token its own value"
+            )
+        if self.rate_limit_per_s > 0 and self.rate_limit_burst < 1:
+            raise ValueError(
+                f"TTRV_RATE_LIMIT_BURST={self.rate_limit_burst} with a rate limit on lets no request "
+                "through; set it to at least 1"
+            )
+        return self

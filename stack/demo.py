@@ -186,7 +186,7 @@ def _finish(
 def _pause_adaptation(stack: LocalStack) -> None:
     import redis
 
-    from server import keys
+    from core import keys
 
     client = redis.Redis.from_url(stack.redis_url)
     client.set(keys.ADAPTATION_PAUSED, "1")  # what POST /v1/adaptation/pause does

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.models import AdapterList
-from clients.rows import Row
-from server import keys
-from server.engine import EngineClient
+from core import keys
+from core.engine import EngineClient
+from core.images import sniff_mime
+from core.routing import AdapterEngine, Route
+from core.rows import Row
 from stack.vllm import SERVED_NAME
 
 
@@ -41,22 +43,23 @@ async def evaluate_versions(
     shifted = load_probe(shifted_rows)[skip_shifted : skip_shifted + limit]
     clean = load_probe(clean_rows)[:limit]
     engine = EngineClient(vllm_url, timeout_s=120.0)
-    evaluator = Evaluator(engine, max_tokens, concurrency=32)
+    evaluator = Evaluator(AdapterEngine(engine), max_tokens, concurrency=32)
     served = [v for v in adapters.versions if v.status in ("promoted", "rolled_back") and not v.pruned]
     results = []
     try:
         for info in [None, *served]:
             version = 0 if info is None else info.version
-            name = keys.adapter_name(version, SERVED_NAME)
-            path = None if info is None else info.path
-            if path is not None:
-                await engine.load_adapter(name, path)
-            shifted_acc = await evaluator.accuracy(name, shifted, path)
+            route = Route(
+                version, keys.adapter_name(version, SERVED_NAME), None if info is None else info.path
+            )
+            if route.path is not None:
+                await engine.load_adapter(route.name, route.path)
+            shifted_acc = await evaluator.accuracy(route, shifted)
             # Clean accuracy (forgetting) for the base and the version served at the end; it barely moves.
             last = info is None or version == adapters.current
-            clean_acc = await evaluator.accuracy(name, clean, path) if last else None
+            clean_acc = await evaluator.accuracy(route, clean) if last else None
             if version and version != adapters.current:
-                await engine.unload_adapter(name)
+                await engine.unload_adapter(route.name)
             status = "base" if info is None else info.status
             results.append(VersionAccuracy(version, status, shifted_acc, clean_acc))
     finally:
@@ -70,12 +73,14 @@ async def base_answers_correct(vllm_url: str, rows: list[Row], max_tokens: int =
     from adapter.labeled import Evaluator, LabeledItem
 
     unique = {row.id: row for row in rows if row.answer is not None}
-    items = [
-        LabeledItem(r.id, r.image_path.read_bytes(), r.prompt, None, str(r.answer)) for r in unique.values()
-    ]
+    items = []
+    for r in unique.values():
+        image = r.image_path.read_bytes()
+        items.append(LabeledItem(r.id, image, r.prompt, None, str(r.answer), sniff_mime(image)))
     engine = EngineClient(vllm_url, timeout_s=120.0)
+    base = Route(0, SERVED_NAME, None)
     try:
-        marks = await Evaluator(engine, max_tokens, concurrency=32).correct(SERVED_NAME, items)
+        marks = await Evaluator(AdapterEngine(engine), max_tokens, concurrency=32).correct(base, items)
     finally:
         await engine.aclose()
     return {item.key: mark for item, mark in zip(items, marks, strict=True)}

@@ -22,9 +22,10 @@ from rich.live import Live
 from rich.table import Table
 
 from clients.models import AdapterList, Answer
-from clients.replay import replay_async, same_answer
-from clients.rows import Row, read_rows
 from clients.sdk import AsyncTTRVClient
+from core.answers import is_correct
+from core.rows import Row, read_rows
+from stack.replay import replay_async
 from stack.settings import StackSettings
 from stack.up import LocalStack
 
@@ -181,7 +182,7 @@ async def run_scenario(stack: LocalStack, settings: StackSettings, live: Live) -
 
                 def record(row: Row, reply: Answer, phase: str = phase.name) -> None:
                     if row.answer is not None:
-                        correct = same_answer(reply.answer, row.answer)
+                        correct = is_correct(reply.answer, row.answer)
                         log.served.append(
                             Served(time.time() - log.started, phase, reply.adapter_version, correct, row.id)
                         )

@@ -13,8 +13,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
-# DESIGN.md's metrics contract (DESIGN.md lives beside the repository, in shared/; where it is present, a
-# test checks that this list still matches it, so the dashboards are always checked against the contract).
+# docs/design.md's metrics contract (a test checks that this list still matches it, so the dashboards are
+# always checked against the contract).
 CONTRACT_METRICS = (
     "ttrv_adaptation_round_duration_seconds",
     "ttrv_adaptation_rounds_total",

@@ -20,8 +20,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 DATASOURCE_UID = "ttrv-prometheus"
-# DESIGN.md lives in the shared folder next to the repository (CI checks it out there).
-DESIGN_CANDIDATES = (ROOT / "DESIGN.md", ROOT / "docs" / "DESIGN.md", ROOT.parent / "shared" / "DESIGN.md")
+DESIGN = ROOT / "docs" / "design.md"  # the contracts: wire, streams, metrics
 
 
 def tool(name: str, install: str) -> str:

@@ -44,7 +44,7 @@ def _blur(x: Images, sigma: float, rng: np.random.Generator) -> Images:
 
 def _contrast(x: Images, factor: float, rng: np.random.Generator) -> Images:
     mean = x.mean(axis=(1, 2, 3), keepdims=True)
-    return (x - mean) * factor + mean
+    return np.asarray((x - mean) * factor + mean, dtype=np.float64)
 
 
 def _brightness(x: Images, delta: float, rng: np.random.Generator) -> Images:

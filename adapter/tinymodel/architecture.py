@@ -43,12 +43,20 @@ class TinyArchitecture:
         return asdict(self)
 
 
+def token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    """The id of one token (transformers types the lookup as "an id or a list of ids")."""
+    value = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(value, int):
+        raise TypeError(f"{token!r} maps to {value!r}, not one token id")
+    return value
+
+
 def model_config(arch: TinyArchitecture, tokenizer: PreTrainedTokenizerFast) -> Qwen2VLConfig:
     """A Qwen2VLConfig whose special-token ids point into the locally trained tokenizer."""
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens}
+    ids = {t: token_id(tokenizer, t) for t in tokenizer.all_special_tokens}
     ids.update(
         {
-            t: tokenizer.convert_tokens_to_ids(t)
+            t: token_id(tokenizer, t)
             for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
         }
     )
@@ -101,7 +109,7 @@ def build_processor(arch: TinyArchitecture, tokenizer: PreTrainedTokenizerFast) 
     video_processor = Qwen2VLVideoProcessor(
         size=size, patch_size=arch.patch_size, merge_size=arch.spatial_merge
     )
-    return Qwen2VLProcessor(
+    return Qwen2VLProcessor(  # type: ignore[no-untyped-call]  # transformers leaves it untyped
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=video_processor,

@@ -46,7 +46,9 @@ class TaskInputs:
     @classmethod
     def build(cls, processor: Qwen2VLProcessor, prompt: str = PROMPT) -> TaskInputs:
         text = processor.apply_chat_template(
-            chat_messages(prompt), add_generation_prompt=True, tokenize=False
+            chat_messages(prompt),  # type: ignore[arg-type]  # typed as text-only messages; images are allowed
+            add_generation_prompt=True,
+            tokenize=False,
         )
         blank = Image.new("RGB", (56, 56))
         ids = processor(text=[text], images=[blank], return_tensors="pt")["input_ids"][0]

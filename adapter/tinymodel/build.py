@@ -72,7 +72,8 @@ def build(out: Path, seed: int, arch: TinyArchitecture, cfg: PretrainConfig, con
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(PROMPT, arch.vocab_size)
     processor = build_processor(arch, tokenizer)
-    model = Qwen2VLForConditionalGeneration(model_config(arch, tokenizer)).float()
+    model = Qwen2VLForConditionalGeneration(model_config(arch, tokenizer))  # type: ignore[no-untyped-call]
+    model = model.float()  # type: ignore[no-untyped-call]
     task = TaskInputs.build(processor)
     train = load_split("train")
     pixels = preprocess(processor, train.images)

@@ -88,11 +88,11 @@ def pretrain(
         idx = torch.randint(len(labels), (cfg.batch_size,), generator=gen)
         loss = task_loss(model, task, pixels.select(idx), labels[idx], cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
         on_step(step, losses[-1])
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return losses

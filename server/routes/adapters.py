@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from redis.exceptions import RedisError
 
-from server import keys
+from core import keys
+from core.engine import AdapterNotLoadedError, EngineUnavailableError
+from core.registry import UnknownVersionError, VersionPrunedError
+from core.wire import ERROR_RESPONSES, AdaptationState, AdapterList
 from server.deps import AdminDep, ClientDep, GatewayDep
-from server.engine import AdapterNotLoadedError, EngineUnavailableError
 from server.errors import APIError
-from server.protocol import ERROR_RESPONSES, AdaptationState, AdapterList
 
 router = APIRouter()
 
@@ -42,6 +43,10 @@ async def promote(version: int, gateway: GatewayDep, _: AdminDep) -> AdapterList
         raise _unavailable("Redis", gateway.settings.retry_after_s) from None
     except (EngineUnavailableError, AdapterNotLoadedError):
         raise _unavailable("Engine", gateway.settings.retry_after_s) from None
+    except UnknownVersionError as err:
+        raise APIError(404, str(err), param="version") from None
+    except VersionPrunedError as err:
+        raise APIError(409, str(err), "conflict", param="version") from None
 
 
 async def _set_paused(gateway: GatewayDep, paused: bool) -> AdaptationState:

@@ -13,13 +13,13 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
-from server.answering import render_question, vote
+from core.answers import render_question, vote
+from core.engine import AdapterNotLoadedError, EngineUnavailableError
+from core.logs import request_id_var
+from core.wire import ERROR_RESPONSES, AnswerRequest, AnswerResponse
 from server.deps import ClientDep, Gateway, GatewayDep
-from server.engine import AdapterNotLoadedError, EngineUnavailableError
 from server.errors import APIError
 from server.images import CheckedImage, check_image, decode_base64_image
-from server.logs import request_id_var
-from server.protocol import ERROR_RESPONSES, AnswerRequest, AnswerResponse
 from server.queue import Record
 
 router = APIRouter()
@@ -102,37 +102,20 @@ async def parse_request(request: Request, gateway: Gateway) -> tuple[AnswerReque
 
 
 async def _complete(gateway: Gateway, req: AnswerRequest, image: CheckedImage) -> tuple[list[str], int]:
-    """Ask vLLM with the current adapter. On vLLM's 404 for the adapter's name, never a client error: if the
-    pointer has moved meanwhile, retry on the new current version; else vLLM forgot it (a restart): reload
-    it, then retry."""
+    """Ask vLLM with the current adapter; vLLM's 404 for its name is handled by the router (reload and retry,
+    or the new current version), so only an engine that is really unavailable reaches the client (503)."""
     s = gateway.settings
-    route = gateway.router.route
     question = render_question(req.question, req.options)
     temperature = 0.0 if req.samples == 1 else 1.0  # votes need samples; one answer is greedy
-    for attempt in (1, 2, 3):
-        try:
-            texts = await gateway.engine.complete(
-                route.name, image.data, image.mime, question,
-                n=req.samples, temperature=temperature, max_tokens=s.max_tokens,
-            )  # fmt: skip
-            return texts, route.version
-        except AdapterNotLoadedError:
-            gateway.metrics.adapter_misses.inc()
-            if attempt == 3:
-                break
-            latest = await gateway.router.refresh()
-            if latest == route:
-                try:
-                    await gateway.router.reload(route)
-                except EngineUnavailableError as err:
-                    log.warning("could not reload %s: %s", route.name, err)
-                    break
-            route = latest
-        except EngineUnavailableError as err:
-            log.warning("engine unavailable for %s: %s", route.name, err)
-            break
-    raise APIError(503, "the model engine is unavailable; retry after a moment", "engine_unavailable",
-                   retry_after_s=s.retry_after_s)  # fmt: skip
+    try:
+        texts, route = await gateway.router.complete(
+            image.data, image.mime, question, n=req.samples, temperature=temperature, max_tokens=s.max_tokens
+        )
+    except (AdapterNotLoadedError, EngineUnavailableError) as err:
+        log.warning("engine unavailable for %s: %s", gateway.router.route.name, err)
+        raise APIError(503, "the model engine is unavailable; retry after a moment", "engine_unavailable",
+                       retry_after_s=s.retry_after_s) from None  # fmt: skip
+    return texts, route.version
 
 
 @router.post(
@@ -168,6 +151,7 @@ async def answer(request: Request, gateway: GatewayDep, client: ClientDep) -> An
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     record = Record(
-        response, image.data, image.sha256, req.question, req.options, req.stream, req.samples, time.time()
-    )
+        response, image.data, image.sha256, req.question, req.options, req.stream, req.samples, time.time(),
+        mime=image.mime,
+    )  # fmt: skip
     return await gateway.records.write(record)

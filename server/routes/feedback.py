@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import time
+from typing import cast
 
 from fastapi import APIRouter
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
-from adapter.answers import matches_label
-from server import keys
+from core import keys
+from core.answers import is_correct
+from core.records import FeedbackRecord
+from core.wire import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse
 from server.deps import ClientDep, GatewayDep
 from server.errors import APIError
-from server.protocol import ERROR_RESPONSES, FeedbackRequest, FeedbackResponse
 
 router = APIRouter()
 
@@ -25,21 +27,12 @@ async def feedback(body: FeedbackRequest, gateway: GatewayDep, client: ClientDep
         served = await gateway.records.served(body.id)
         if served is None:
             raise APIError(404, f"no answer with id {body.id!r} (unknown, or older than its TTL)", param="id")
-        correct = matches_label(served.answer, body.label)
+        correct = is_correct(served.answer, body.label, served.options)
+        # It keeps what the gate and the rollback check need to ask any version the same question again.
+        record = FeedbackRecord.of_answer(served, body.label, correct, time.time())
         await gateway.redis.xadd(
             keys.FEEDBACK,
-            {
-                "id": body.id,
-                "label": body.label,
-                "answer": served.answer,
-                "adapter_version": str(served.adapter_version),
-                "correct": "1" if correct else "0",
-                "ts": f"{time.time():.3f}",
-                # What the gate and the rollback check need to ask any version the same question again.
-                "image": served.image,
-                "question": served.question,
-                "options": json.dumps(served.options) if served.options else "",
-            },
+            cast(dict[FieldT, EncodableT], record.fields()),
             maxlen=gateway.settings.stream_maxlen,
             approximate=True,
         )

@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from core.engine import EngineUnavailableError
+from core.wire import ComponentState, ReadyResponse
 from server.deps import GatewayDep
-from server.engine import EngineUnavailableError
-from server.protocol import ComponentState, ReadyResponse
 
 router = APIRouter()
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from adapter.tinymodel.build import ensure_model
-from clients.rows import read_rows
 from clients.sdk import TTRVClient
+from core.rows import read_rows
 from stack.ports import free_port
 from stack.prometheus import query
 from stack.settings import StackSettings

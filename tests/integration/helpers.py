@@ -15,7 +15,7 @@ from PIL import Image
 from adapter.digits.task import PROMPT
 from adapter.lora import LoraSpec
 from adapter.policy import Policy
-from server.chat import image_chat_body
+from core.chat import image_chat_body
 
 
 def png_bytes(image: np.ndarray) -> bytes:

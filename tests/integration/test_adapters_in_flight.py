@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 
-from adapter.answers import extract_answer
 from adapter.digits.dataset import stream_split
 from adapter.digits.task import PROMPT
 from adapter.versions import save_version
-from server.chat import image_chat_body
+from core.answers import extract_answer
+from core.chat import image_chat_body
 from stack.settings import StackSettings
 from stack.worker import loaded_adapters_for
 from tests.integration.conftest import VllmServer

@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapter.consumer import StreamConsumer
-from server import keys
+from core import keys
 from tests.integration.conftest import RedisServer
 from tests.unit.test_consumer import (
     REAL_REDIS_SCENARIOS,

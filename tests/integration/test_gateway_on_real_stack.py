@@ -17,7 +17,7 @@ from PIL import Image
 
 from adapter.digits.dataset import load_split
 from adapter.digits.task import PROMPT
-from server import keys
+from core import keys
 from stack.gateway import gateway_env, start_gateway
 from stack.ports import free_port
 from stack.redis import start_redis

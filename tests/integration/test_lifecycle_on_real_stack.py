@@ -17,16 +17,16 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from adapter.answers import extract_answer
 from adapter.digits.dataset import stream_split
 from adapter.digits.task import PROMPT
 from adapter.lifecycle import Lifecycle
 from adapter.metrics import WorkerMetrics
-from adapter.registry import Registry
 from adapter.settings import WorkerSettings
 from adapter.versions import next_version, save_version
-from server import keys
-from server.engine import EngineClient
+from core import keys
+from core.answers import extract_answer
+from core.engine import EngineClient
+from core.registry import Registry
 from server.settings import GatewaySettings
 from stack.gateway import gateway_env, start_gateway
 from stack.ports import free_port

@@ -23,14 +23,14 @@ import redis.asyncio as aioredis
 from adapter.digits.dataset import stream_split
 from adapter.digits.task import PROMPT
 from adapter.gate import GateDecision
-from adapter.registry import Registry
 from adapter.round import RoundStats
 from adapter.settings import WorkerSettings
 from adapter.versions import next_version, save_version
-from adapter.worker import Worker
-from server import keys
+from adapter.worker import build_worker
+from core import keys
+from core.registry import Registry
+from core.wire import AnswerResponse
 from server.metrics import GatewayMetrics
-from server.protocol import AnswerResponse
 from server.queue import Record, RecordLog
 from stack.ports import free_port
 from stack.redis import start_redis
@@ -115,7 +115,7 @@ def test_one_round_makes_a_served_version_and_acks_only_after_it(
     ids = write_records(worker_redis, 0, ROUND, "round")
 
     async def scenario() -> tuple[int, int, RoundStats]:
-        worker = Worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-round"))
+        worker = build_worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-round"))
         try:
             await worker.consumer.start()
             records = worker.consumer.fresh() or await worker.consumer.poll(block_ms=0)
@@ -223,7 +223,7 @@ def test_a_round_with_the_gate_stores_its_decision(
     write_records(worker_redis, 200, GATED_ROUND, "gated")
 
     async def scenario() -> None:
-        worker = Worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-gated", lr=3e-4))
+        worker = build_worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-gated", lr=3e-4))
         try:
             await worker.consumer.start()
             records = worker.consumer.fresh() or await worker.consumer.poll(block_ms=0)
@@ -249,7 +249,7 @@ def test_a_candidate_trained_to_one_constant_answer_is_rejected(
     write_records(worker_redis, 300, 16, "collapse")
 
     async def scenario() -> GateDecision:
-        worker = Worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-collapse"))
+        worker = build_worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-collapse"))
         try:
             policy = worker._load_policy(0, None)
             # Supervised steps toward answering "1" to every image: the collapse the paper's runs showed.
@@ -276,7 +276,7 @@ def test_a_paused_worker_runs_no_round(worker_redis: str, vllm_server: VllmServe
     client.set(keys.ADAPTATION_PAUSED, "1")  # what POST /v1/adaptation/pause sets
 
     async def scenario() -> RoundStats | None:
-        worker = Worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-paused"))
+        worker = build_worker(settings(worker_redis, vllm_server, tmp_path, consumer_name="w-paused"))
         try:
             await worker.consumer.start()
             return await worker.step(block_ms=0)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from server.engine import AdapterNotLoadedError, EngineUnavailableError
+from core.engine import AdapterNotLoadedError, EngineUnavailableError
 
 
 @dataclass

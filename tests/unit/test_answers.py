@@ -1,12 +1,14 @@
-"""Answer extraction: the paper's last-standalone-letter rule, the free-form normaliser, None for none."""
+"""Answer extraction: the paper's last-standalone-letter rule, the free-form normaliser, None for none; and
+the one correctness rule (`is_correct`) every accuracy in the project is computed with."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapter.answers import (
+from core.answers import (
     extract_answer,
     extract_choice,
+    is_correct,
     make_extractor,
     normalize_free_form,
     option_letters,
@@ -83,3 +85,46 @@ def test_extractor_uses_letters_with_options_and_free_form_without() -> None:
     assert extract_answer("b", options) == "B"
     assert extract_answer(" Seven. ") == "seven"
     assert extract_answer("", options) is None
+
+
+OPTIONS = ["cat", "dog", "fox"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "label", "options", "right"),
+    [
+        # punctuation and whitespace around a free-form answer or label
+        ("7", "7.", None, True),
+        ("7", " 7 ", None, True),
+        (" Seven. ", "seven", None, True),
+        ("**7**", "(7)", None, True),
+        ("-3", "3", None, False),  # a sign changes what a number means
+        # case
+        ("Golden Retriever", "golden  retriever", None, True),
+        ("B", "b", None, True),  # free form: "B" and "b" are one answer
+        # option letters against letters, letter spellings and option text
+        ("B", "b", OPTIONS, True),
+        ("B", "(B)", OPTIONS, True),
+        ("B", "B. dog", OPTIONS, True),
+        ("B", "Dog", OPTIONS, True),
+        ("I think it is c", "fox", OPTIONS, True),  # a raw response is extracted the same way
+        ("B", "cat", OPTIONS, False),
+        ("B", "A", OPTIONS, False),
+        ("D", "D", OPTIONS, False),  # beyond the options: no answer on either side
+        # unparseable answers or labels are never right
+        ("", "7", None, False),
+        (None, "7", None, False),
+        ("   ", "", None, False),
+        ("no idea", "fish", OPTIONS, False),
+        ("7", "...", None, False),
+    ],
+)
+def test_one_rule_decides_whether_an_answer_is_right(
+    answer: str | None, label: str, options: list[str] | None, right: bool
+) -> None:
+    assert is_correct(answer, label, options) is right
+
+
+def test_correctness_is_symmetric_in_spelling_of_a_free_form_answer() -> None:
+    spellings = ["7", "7.", " 7", "(7)", "**7**"]
+    assert all(is_correct(a, b) for a in spellings for b in spellings)

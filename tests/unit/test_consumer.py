@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
 from adapter.consumer import StreamConsumer
-from adapter.records import BadRecord, StreamRecord, parse_record
-from server import keys
-from server.protocol import AnswerResponse
+from core import keys
+from core.records import BadRecord, RequestRecord, parse_record
+from core.wire import AnswerResponse
 from server.queue import Record
 
 Scenario = Callable[[aioredis.Redis, str], Coroutine[Any, Any, None]]
@@ -41,7 +41,7 @@ def gateway_fields(
     question: str = "Which digit is shown?",
     options: list[str] | None = None,
 ) -> dict[str, str]:
-    """The fields of an entry exactly as the gateway writes them (server/queue.py `Record.fields`)."""
+    """The fields of an entry exactly as the gateway writes them (core/records.py `RequestRecord.fields`)."""
     response = AnswerResponse(
         id=request_id, answer="7", text="7", adapter_version=2, confidence=None, latency_ms=1.0
     )
@@ -79,7 +79,7 @@ def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def request_ids(records: list[StreamRecord]) -> list[str]:
+def request_ids(records: list[RequestRecord]) -> list[str]:
     return [r.request_id for r in records]
 
 
@@ -334,7 +334,7 @@ def test_record_round_trips_the_gateway_fields() -> None:
     fields = gateway_fields("r1", image="abc", options=["cat", "dog"])
     raw = {k.encode(): v.encode() for k, v in fields.items()}
     record = parse_record(b"17-3", raw)
-    assert record == StreamRecord(
+    assert record == RequestRecord(
         entry_id="17-3",
         request_id="r1",
         image_key=keys.image("abc"),
@@ -344,6 +344,10 @@ def test_record_round_trips_the_gateway_fields() -> None:
         served_answer="7",
         adapter_version=2,
         ts=record.ts,
+        mime="image/png",
+        text="7",
+        samples=1,
+        confidence=None,
     )
     assert record.ts == pytest.approx(time.time(), abs=60)
     assert record.dedupe_key == "r1"

@@ -21,7 +21,7 @@ from tests.dashboards import (
     panels,
     without_variables,
 )
-from tests.deploy_tools import COMPOSE, DATASOURCE_UID, DESIGN_CANDIDATES, GRAFANA, load_yaml, promtool, run
+from tests.deploy_tools import COMPOSE, DATASOURCE_UID, DESIGN, GRAFANA, load_yaml, promtool, run
 
 # ---- metric names -----------------------------------------------------------------------------------------
 
@@ -106,13 +106,8 @@ def test_every_contract_metric_is_on_a_dashboard() -> None:
     assert not missing, f"contract metrics on no dashboard: {missing}"
 
 
-def test_the_contract_list_matches_design_md() -> None:
-    design = next((p for p in DESIGN_CANDIDATES if p.exists()), None)
-    if design is None:
-        pytest.skip(
-            f"DESIGN.md not found at {[str(p) for p in DESIGN_CANDIDATES]}; tests/dashboards.py has its list"
-        )
-    section = design.read_text().split("## Metrics contract", 1)[1].split("\n## ", 1)[0]
+def test_the_contract_list_matches_the_design() -> None:
+    section = DESIGN.read_text().split("## Metrics contract", 1)[1].split("\n## ", 1)[0]
     assert set(re.findall(r"`(ttrv_[a-z0-9_]*[a-z0-9])", section)) == set(CONTRACT_METRICS)
 
 

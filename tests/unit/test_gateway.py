@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import fakeredis
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
-from server import keys
+from core import keys
 from server.app import create_app
 from server.settings import GatewaySettings
 from tests.unit.fakes import FakeEngine, png
@@ -249,3 +251,33 @@ def test_metrics_count_by_route_template(client: TestClient) -> None:
 def test_openapi_lists_both_body_types(client: TestClient) -> None:
     content = client.get("/openapi.json").json()["paths"]["/v1/answer"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "multipart/form-data"}
+
+
+def test_promoting_an_unknown_or_pruned_version_is_404_or_409(
+    redis: fakeredis.FakeAsyncRedis, engine: FakeEngine
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with client_for(redis, engine) as client:
+        assert_envelope(client.post("/v1/adapters/9/promote", headers=admin), 404, "version")
+        meta = json.dumps({"status": "promoted", "path": "/adapters/v2", "pruned": True})
+        client.portal.call(redis.hset, keys.ADAPTER_VERSIONS, "2", meta)
+        error = assert_envelope(client.post("/v1/adapters/2/promote", headers=admin), 409, "version")
+    assert "deleted by retention" in error["message"]
+    assert engine.loads == [], "nothing was loaded for either"
+
+
+def test_a_record_keeps_the_image_type_and_feedback_uses_the_one_correctness_rule(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    jpeg = io.BytesIO()
+    Image.new("RGB", (56, 56), (200, 10, 10)).save(jpeg, format="JPEG")
+    data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg.getvalue()).decode()
+    with client_for(redis, FakeEngine(replies=[["The answer is b."]])) as client:
+        served = client.post("/v1/answer", json=body(image=data_url, options=["six", "seven"])).json()
+        (record,) = records(client)
+        assert record["mime"] == "image/jpeg"
+        assert served["answer"] == "B"
+        # A label may name the option's letter in any case, or its text.
+        for label, right in (("b", True), ("Seven", True), ("(B)", True), ("six", False), ("A", False)):
+            reply = client.post("/v1/feedback", json={"id": served["id"], "label": label})
+            assert reply.json()["correct"] is right, label

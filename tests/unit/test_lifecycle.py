@@ -15,11 +15,10 @@ import pytest
 from adapter.labeled import recent_feedback
 from adapter.lifecycle import Lifecycle
 from adapter.metrics import WorkerMetrics
-from adapter.registry import Registry
 from adapter.settings import WorkerSettings
-from server import keys
-from server.adapters import AdapterRouter
-from server.errors import APIError
+from core import keys
+from core.registry import Registry, UnknownVersionError, VersionPrunedError
+from core.routing import AdapterRouter
 from tests.unit.fakes import FakeEngine, png
 
 
@@ -70,13 +69,11 @@ def test_promotion_loads_checks_then_moves_the_pointer_and_an_older_version_is_a
         await router.promote(0)
         assert router.route.version == 0
         assert router.route.name == "base"
-        with pytest.raises(APIError) as missing:
+        with pytest.raises(UnknownVersionError, match="no adapter version 9"):
             await router.promote(9)
-        assert missing.value.status == 404
         await registry.update(2, pruned=True)
-        with pytest.raises(APIError) as pruned:
+        with pytest.raises(VersionPrunedError, match="deleted by retention"):
             await router.promote(2)
-        assert pruned.value.status == 409
 
     run(scenario())
 

@@ -10,9 +10,9 @@ import fakeredis
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from server import keys
+from core import keys
+from core.wire import AnswerResponse
 from server.metrics import GatewayMetrics
-from server.protocol import AnswerResponse
 from server.queue import Record, RecordLog
 
 

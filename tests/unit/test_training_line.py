@@ -12,21 +12,17 @@ from pathlib import Path
 import fakeredis
 
 from adapter.gate import GateDecision
-from adapter.lifecycle import Lifecycle
 from adapter.metrics import WorkerMetrics
-from adapter.registry import Registry
 from adapter.settings import WorkerSettings
-from adapter.worker import Worker
+from adapter.worker import Worker, build_worker
+from core.registry import Registry
 from tests.unit.fakes import FakeEngine
 
 
 def worker_on_fakes(tmp: Path) -> tuple[Worker, FakeEngine, Registry]:
     settings = WorkerSettings(adapter_dir=tmp)  # type: ignore[call-arg]
-    worker = Worker(settings, WorkerMetrics())
     engine = FakeEngine()
-    redis = fakeredis.FakeAsyncRedis()
-    worker.engine = engine  # type: ignore[assignment]
-    worker.lifecycle = Lifecycle(settings, redis, engine, worker.metrics)  # type: ignore[arg-type]
+    worker = build_worker(settings, WorkerMetrics(), fakeredis.FakeAsyncRedis(), engine)  # type: ignore[arg-type]
     return worker, engine, worker.lifecycle.registry
 
 

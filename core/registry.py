@@ -28,11 +28,30 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
-from server import keys
+from core import keys
+from core.records import entries
 
 Status = Literal["candidate", "promoted", "rejected", "rolled_back"]
 MoveKind = Literal["promote", "rollback"]
 HISTORY_MAXLEN = 10_000
+
+
+class UnknownVersionError(LookupError):
+    """No registry entry for this version."""
+
+    def __init__(self, version: int):
+        self.version = version
+        super().__init__(f"no adapter version {version}; GET /v1/adapters (or `ttrv adapters`) lists them")
+
+
+class VersionPrunedError(Exception):
+    """The version's folder was deleted by retention: it can no longer be loaded."""
+
+    def __init__(self, version: int):
+        self.version = version
+        super().__init__(
+            f"adapter v{version}'s files were deleted by retention; promote a version that is still kept"
+        )
 
 
 def now_iso() -> str:
@@ -95,12 +114,3 @@ class Registry:
             if move["kind"] == "promote" and int(move["version"]) == version:
                 return int(move["previous"])
         return None
-
-
-def entries(raw: Any) -> list[tuple[str, dict[str, str]]]:
-    """Stream entries from XRANGE/XREVRANGE as text, whether the client decodes responses or not."""
-    return [(_text(i), {_text(k): _text(v) for k, v in fields.items()}) for i, fields in raw or []]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -11,7 +11,10 @@ rollback: the version it replaces is marked `rolled_back`.
 
 Reconcile. A vLLM restart forgets runtime adapters. The follow loop checks every `poll_s` that the current
 adapter is loaded and loads it again when it is not; a request that still meets vLLM's 404 first reloads it
-and retries (`server/routes/answer.py`), so a client never sees it.
+and retries, so a client never sees it.
+
+Reload-and-retry is written once, in `AdapterEngine.complete`: the gateway's answers, the worker's labeled
+evaluations and the demo's evaluation all ask vLLM through it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import io
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +31,15 @@ import redis.asyncio as aioredis
 from PIL import Image
 from redis.exceptions import RedisError
 
-from adapter.registry import Registry
-from server import keys
-from server.engine import AdapterNotLoadedError, EngineClient, EngineUnavailableError
-from server.errors import APIError
-from server.protocol import AdapterInfo, AdapterList, AdapterMove
+from core import keys
+from core.engine import AdapterNotLoadedError, EngineClient, EngineUnavailableError
+from core.registry import Registry, UnknownVersionError, VersionPrunedError
+from core.wire import AdapterInfo, AdapterList, AdapterMove
 
 log = logging.getLogger("ttrv.adapters")
+
+
+MAX_ATTEMPTS = 3  # tries of one request that meets vLLM's 404 for its adapter name
 
 
 @dataclass(frozen=True)
@@ -50,16 +56,111 @@ def _check_image() -> bytes:
     return out.getvalue()
 
 
+class AdapterEngine:
+    """vLLM addressed by route: answers on a version's name, loading the name again when vLLM forgot it
+    (a restart, or another process unloaded it). `on_miss` is called on every 404 for a name (a metric)."""
+
+    def __init__(self, engine: EngineClient, on_miss: Callable[[], None] = lambda: None):
+        self.engine = engine
+        self.on_miss = on_miss
+        self.reloads = 0  # adapters loaded again because vLLM had forgotten them
+        self._reload_lock = asyncio.Lock()
+
+    async def reload(self, route: Route) -> None:
+        """Load `route`'s adapter into vLLM again, unless it is loaded (or is the base model)."""
+        if route.path is None:
+            return
+        async with self._reload_lock:
+            if route.name in await self.engine.loaded_models():
+                return  # another request reloaded it while this one waited for the lock
+            log.warning("vLLM does not know %s: loading it again from %s", route.name, route.path)
+            await self.engine.load_adapter(route.name, route.path)
+            self.reloads += 1
+
+    async def complete(
+        self,
+        route: Route,
+        image: bytes,
+        mime: str,
+        question: str,
+        *,
+        retarget: Callable[[Route], Awaitable[Route | None]] | None = None,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 32,
+        priority: int = 0,
+    ) -> tuple[list[str], Route]:
+        """`n` answers of `route` and the route that gave them. On vLLM's 404 for the name: `retarget` may
+        name another route (the pointer moved meanwhile: answer with the new current version); otherwise
+        the name is loaded again from its folder, and the request retried, `MAX_ATTEMPTS` times in all.
+
+        Raises `AdapterNotLoadedError` when it still misses (or the base model's name is unknown), and
+        `EngineUnavailableError` when vLLM is down.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                texts = await self.engine.complete(
+                    route.name, image, mime, question,
+                    n=n, temperature=temperature, max_tokens=max_tokens, priority=priority,
+                )  # fmt: skip
+                return texts, route
+            except AdapterNotLoadedError:
+                self.on_miss()
+                moved = await retarget(route) if retarget is not None else None
+                if attempt == MAX_ATTEMPTS or (moved is None and route.path is None):
+                    raise
+                if moved is not None:
+                    route = moved
+                else:
+                    await self.reload(route)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
 class AdapterRouter:
-    def __init__(self, redis: aioredis.Redis, engine: EngineClient, base_name: str, poll_s: float):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        engine: EngineClient,
+        base_name: str,
+        poll_s: float,
+        on_miss: Callable[[], None] = lambda: None,
+    ):
         self.redis = redis
         self.registry = Registry(redis)
         self.engine = engine
+        self.adapters = AdapterEngine(engine, on_miss)
         self.base_name = base_name
         self.poll_s = poll_s
         self.route = Route(0, base_name, None)
-        self.reloads = 0  # adapters loaded again because vLLM had forgotten them
-        self._reload_lock = asyncio.Lock()
+
+    @property
+    def reloads(self) -> int:
+        return self.adapters.reloads
+
+    def name(self, version: int) -> str:
+        return keys.adapter_name(version, self.base_name)
+
+    async def route_to(self, version: int) -> Route:
+        """The route of any version (not only the current one), its folder from the registry."""
+        entry = await self.registry.get(version) if version else None
+        path = None if entry is None or entry.get("pruned") else entry.get("path")
+        return Route(version, self.name(version), None if path is None else str(path))
+
+    async def complete(
+        self, image: bytes, mime: str, question: str, **sampling: Any
+    ) -> tuple[list[str], Route]:
+        """Answers of the current version, following the pointer if it moves mid-request (see
+        `AdapterEngine.complete`); `sampling` takes its keyword arguments (n, temperature, ...)."""
+        return await self.adapters.complete(
+            self.route, image, mime, question, retarget=self._moved, **sampling
+        )
+
+    async def _moved(self, route: Route) -> Route | None:
+        latest = await self.refresh()
+        return latest if latest != route else None
+
+    async def reload(self, route: Route) -> None:
+        await self.adapters.reload(route)
 
     async def refresh(self) -> Route:
         """Re-read the current pointer; keeps the last known route when Redis is unreachable."""
@@ -72,7 +173,7 @@ class AdapterRouter:
         if current and path is None:
             log.error("current adapter v%d has no registry entry; routing to the base model", current)
             current = 0
-        route = Route(current, keys.adapter_name(current, self.base_name), path)
+        route = Route(current, self.name(current), path)
         if route != self.route:
             log.info("routing new requests to %s", route.name)
             self.route = route
@@ -102,17 +203,6 @@ class AdapterRouter:
         except EngineUnavailableError:
             pass
 
-    async def reload(self, route: Route) -> None:
-        """Load `route`'s adapter into vLLM again (after a vLLM restart forgot it)."""
-        if route.path is None:
-            return
-        async with self._reload_lock:
-            if route.name in await self.engine.loaded_models():
-                return  # another request reloaded it while this one waited for the lock
-            log.warning("vLLM does not know %s: loading it again from %s", route.name, route.path)
-            await self.engine.load_adapter(route.name, route.path)
-            self.reloads += 1
-
     async def listing(self, history: int = 20) -> AdapterList:
         versions = await self.registry.all()
         infos = [AdapterInfo.model_validate({**meta, "version": v}) for v, meta in sorted(versions.items())]
@@ -124,17 +214,10 @@ class AdapterRouter:
         if version != 0:
             entry = await self.registry.get(version)
             if entry is None:
-                raise APIError(
-                    404, f"no adapter version {version}; GET /v1/adapters lists them", param="version"
-                )
+                raise UnknownVersionError(version)
             if entry.get("pruned"):
-                raise APIError(
-                    409,
-                    f"adapter v{version}'s files were deleted by retention; promote a version still kept",
-                    "conflict",
-                    param="version",
-                )
-            name = keys.adapter_name(version, self.base_name)
+                raise VersionPrunedError(version)
+            name = self.name(version)
             await self.engine.load_adapter(name, str(entry["path"]))
             if name not in await self.engine.loaded_models():
                 raise AdapterNotLoadedError(name)

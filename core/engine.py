@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from server.chat import image_chat_body
+from core.chat import image_chat_body
 
 
 class EngineUnavailableError(Exception):

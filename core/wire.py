@@ -1,4 +1,8 @@
-"""Pydantic models of every wire format of the gateway (DESIGN.md, "Wire contract")."""
+"""Pydantic models of every wire format of the gateway (docs/design.md, "Wire contract").
+
+The one definition: the gateway validates and serializes with these, and the SDK's reply models
+(`clients/wire.py`) are generated from them (`python -m stack.sdk_wire`), so the two cannot drift.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ class AnswerRequest(BaseModel):
 
 
 class AnswerResponse(BaseModel):
+    """200 reply of `POST /v1/answer`. `adapter_version` 0 is the base model."""
+
     id: str
     answer: str = Field(description="the extracted answer: an option letter, or the normalized text")
     text: str = Field(description="the model's raw text (of the first sample)")
@@ -55,12 +61,16 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
+    """200 reply of `POST /v1/feedback`: whether the answer was right, and which version gave it."""
+
     id: str
     correct: bool = Field(description="whether the served answer matched the label")
     adapter_version: int
 
 
 class AdapterInfo(BaseModel):
+    """One adapter version in the registry."""
+
     version: int
     status: str = Field(description="candidate, promoted, rejected or rolled_back")
     parent: int | None = Field(default=None, description="the version it was trained from (0 = base)")
@@ -88,16 +98,22 @@ class AdapterMove(BaseModel):
 
 
 class AdapterList(BaseModel):
+    """Reply of `GET /v1/adapters`: every version, the current (served) one, and the latest moves."""
+
     current: int
     versions: list[AdapterInfo]
     history: list[AdapterMove] = Field(default_factory=list, description="latest pointer moves, oldest first")
 
 
 class AdaptationState(BaseModel):
+    """Reply of `POST /v1/adaptation/pause` and `.../resume`."""
+
     paused: bool
 
 
 class ErrorDetail(BaseModel):
+    """What went wrong: `message` says what to do; `code` is the HTTP status."""
+
     message: str = Field(description="what is wrong and what to do")
     type: str
     param: str | None = None
@@ -105,15 +121,21 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorEnvelope(BaseModel):
+    """Every error reply of the gateway: `{"error": {"message", "type", "param", "code"}}`."""
+
     error: ErrorDetail
 
 
 class ComponentState(BaseModel):
+    """One component of `GET /ready`: whether it is usable, and why not."""
+
     ok: bool
     detail: str = ""
 
 
 class ReadyResponse(BaseModel):
+    """Reply of `GET /ready` (200 when ready, 503 when not): the state of each component."""
+
     ready: bool
     components: dict[str, ComponentState]
     adapter_version: int

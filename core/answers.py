@@ -1,7 +1,7 @@
-"""Answer extraction: one sampled response -> one vote, or None when the response gives no answer.
+"""Answers: one sampled response -> one vote, the vote over samples, and whether an answer is right.
 
 TTRV rewards a response by how many of its sibling samples gave the same *answer*, so the extractor decides
-what counts as "the same". Two rules (see shared/notes/ttrv-algorithm.md, step 3):
+what counts as "the same". Two rules (see docs/design.md and the TTRV algorithm notes, step 3):
 
 * multiple choice (the paper's case): upper-case the text and take the **last standalone option letter**;
 * free form: a light normaliser (case, whitespace, surrounding punctuation), so "Seven." and "seven" agree.
@@ -9,11 +9,18 @@ what counts as "the same". Two rules (see shared/notes/ttrv-algorithm.md, step 3
 The guard: a response with no answer is **None**, never the raw text. The released code falls back to the
 stripped text, so the empty response becomes an answer class of its own; once a few samples are empty they
 vote for each other, earn frequency reward and the run collapses to 1-token responses (DTD: accuracy
-46.8 -> 0.0 in the logs). None is excluded from voting by `adapter.rewards`.
+46.8 -> 0.0 in the logs). None is excluded from voting here and by `adapter.rewards`.
+
+`is_correct` is the one rule for "is this answer right?": the feedback route, the gate, the rollback check,
+the replay report, the demo's evaluation, the offline protocol and the benchmarks all call it, so accuracy
+per version, rollback decisions and the README's tables agree about the same answers.
+
+The gateway and the worker both import this module; it needs nothing beyond the standard library.
 """
 
 from __future__ import annotations
 
+import collections
 import re
 import string
 from collections.abc import Sequence
@@ -141,11 +148,75 @@ def make_extractor(options: Sequence[str] | None = None) -> Extractor:
     return normalize_free_form
 
 
-def matches_label(answer: str, label: str) -> bool:
-    """Whether an extracted answer matches a label written as a person would ("7.", "b" for option B).
+def render_question(question: str, options: Sequence[str] | None) -> str:
+    """The prompt text: multiple-choice options become lettered lines, as TTRV's prompts have them.
 
-    >>> matches_label("7", "7."), matches_label("B", "b"), matches_label("1", "7"), matches_label("", "")
-    (True, True, False, False)
+    >>> print(render_question("Which animal?", ["cat", "dog"]))
+    Which animal?
+    Options:
+    A. cat
+    B. dog
     """
-    wanted = extract_answer(label, None) or label.strip()
-    return answer != "" and answer.lower() == wanted.lower()
+    if not options:
+        return question
+    lines = [f"{letter}. {option}" for letter, option in zip(LETTERS, options, strict=False)]
+    return question + "\nOptions:\n" + "\n".join(lines)
+
+
+def vote(texts: Sequence[str], options: Sequence[str] | None) -> tuple[str, float | None]:
+    """The majority answer among the samples and its vote share (None for a single sample).
+
+    Unparseable samples do not vote; ties go to the answer seen first. If nothing parses, the answer is "".
+
+    >>> vote(["7", "1", "7"], None)
+    ('7', 0.6666666666666666)
+    >>> vote(["B", "no idea", "B", "A"], ["x", "y"])
+    ('B', 0.5)
+    >>> vote(["7"], None)
+    ('7', None)
+    """
+    answers = [a for a in (extract_answer(t, options) for t in texts) if a is not None]
+    if not answers:
+        return "", (0.0 if len(texts) > 1 else None)
+    counts = collections.Counter(answers)
+    best = max(counts, key=lambda a: (counts[a], -answers.index(a)))
+    return best, (counts[best] / len(texts) if len(texts) > 1 else None)
+
+
+def label_answer(label: str, options: Sequence[str] | None = None) -> str | None:
+    """A label as the answer it stands for, read like a response, so it compares with extracted answers.
+
+    With options, a label may name the letter ("b", "(B)", "B. dog") or the option's text ("Dog"); without
+    them it is normalised like a free-form answer. None when the label says nothing usable.
+
+    >>> label_answer("7."), label_answer(" Seven "), label_answer("b", ["cat", "dog"])
+    ('7', 'seven', 'B')
+    >>> label_answer("Dog", ["cat", "dog"]), label_answer("B. dog", ["cat", "dog"])
+    ('B', 'B')
+    >>> label_answer("...") is None, label_answer("fish", ["cat", "dog"]) is None
+    (True, True)
+    """
+    if options:
+        text = normalize_free_form(label)
+        for letter, option in zip(LETTERS, options, strict=False):
+            if text is not None and text == normalize_free_form(option):
+                return letter
+        return extract_choice(label, len(options))
+    return normalize_free_form(label)
+
+
+def is_correct(answer: str | None, label: str, options: Sequence[str] | None = None) -> bool:
+    """Whether `answer` (a response, or an answer already extracted from one) matches `label`.
+
+    Both sides go through the same extraction, so an extracted answer, the raw text it came from and a
+    label written as a person would write it ("7.", "b" for option B, the option's text) all compare alike.
+    No answer, or a label that says nothing usable, is never right.
+
+    >>> is_correct("7", "7."), is_correct("B", "b", ["cat", "dog"]), is_correct("B", "dog", ["cat", "dog"])
+    (True, True, True)
+    >>> is_correct("1", "7"), is_correct("", ""), is_correct(None, "7"), is_correct("7", "...")
+    (False, False, False, False)
+    """
+    wanted = label_answer(label, options)
+    got = extract_answer(answer, options)
+    return wanted is not None and got is not None and got.casefold() == wanted.casefold()

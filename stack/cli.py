@@ -19,10 +19,10 @@ from rich.table import Table
 
 from clients.errors import NO_REPLY, TTRVError
 from clients.models import AdapterList
-from clients.replay import replay as replay_rows
-from clients.replay import report_table
-from clients.rows import RowError, read_rows
 from clients.sdk import AsyncTTRVClient, TTRVClient
+from core.rows import RowError, read_rows
+from stack.replay import replay as replay_rows
+from stack.replay import report_table
 from stack.settings import StackSettings
 
 app = typer.Typer(help="Online test-time adaptation server for vision-language models.", no_args_is_help=True)

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from rich.console import Console
 
-from clients.replay import Pacer, ReplayReport, VersionAccuracy, replay, replay_async, report_table
-from clients.rows import Row
 from clients.sdk import AsyncTTRVClient
 from clients.settings import ClientSettings
+from core.rows import Row
+from stack.replay import Pacer, ReplayReport, VersionAccuracy, replay, replay_async, report_table
 
 
 class FakeGateway:

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from clients import cli
 from clients.sdk import AsyncTTRVClient, TTRVClient
 from clients.settings import ClientSettings
+from stack import cli
 
 ANSWER = {"id": "r1", "answer": "7", "text": "7", "adapter_version": 3, "confidence": 0.75, "latency_ms": 4.2}
 REGISTRY = {

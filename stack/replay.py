@@ -22,8 +22,9 @@ from rich.table import Table
 
 from clients.errors import NO_REPLY, TTRVError
 from clients.models import Answer
-from clients.rows import Row
 from clients.sdk import AsyncTTRVClient
+from core.answers import is_correct
+from core.rows import Row
 
 ClientSource = AsyncTTRVClient | Callable[[], AsyncTTRVClient]
 AnswerHook = Callable[[Row, Answer], None]  # called with each answered row and its reply
@@ -63,16 +64,7 @@ class ReplayReport(BaseModel):
         if label is not None:
             tally = self.accuracy.setdefault(version, VersionAccuracy())
             tally.n += 1
-            tally.correct += same_answer(served, label)
-
-
-def same_answer(served: str, label: str) -> bool:
-    """Answers compare after trimming and case folding ("B" matches " b").
-
-    >>> same_answer(" B", "b"), same_answer("7", "1")
-    (True, False)
-    """
-    return served.strip().casefold() == label.strip().casefold()
+            tally.correct += is_correct(served, label)
 
 
 class Pacer:

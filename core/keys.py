@@ -32,13 +32,32 @@ def answer(request_id: str) -> str:
     return f"{PREFIX}answer:{request_id}"
 
 
+ADAPTER_NAME_PREFIX = "ttrv-v"  # vLLM serves version N as ttrv-vN
+
+
 def adapter_name(version: int, base_name: str) -> str:
     """The name vLLM serves a version under: immutable, never reused (`ttrv-v3`); 0 is the base model.
 
     >>> adapter_name(3, "base"), adapter_name(0, "base")
     ('ttrv-v3', 'base')
     """
-    return base_name if version == 0 else f"ttrv-v{version}"
+    return base_name if version == 0 else f"{ADAPTER_NAME_PREFIX}{version}"
+
+
+def version_of(name: str, base_name: str) -> int | None:
+    """The version a vLLM model name stands for (`adapter_name` backwards); None for a name of no version.
+
+    >>> version_of("ttrv-v3", "base"), version_of("base", "base"), version_of("parity-x", "base")
+    (3, 0, None)
+    >>> version_of("ttrv-v", "base") is None, version_of("ttrv-v0", "base") is None
+    (True, True)
+    """
+    if name == base_name:
+        return 0
+    number = name.removeprefix(ADAPTER_NAME_PREFIX)
+    if number == name or not number.isdigit() or int(number) == 0:
+        return None
+    return int(number)
 
 
 DEAD_LETTERS = PREFIX + "requests:dead"  # stream: REQUESTS entries the worker gave up on (fields + reason)

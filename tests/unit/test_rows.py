@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.rows import Row, RowError, read_rows
+from core.rows import Row, RowError, read_rows
 
 
 def write(path: Path, *lines: str) -> Path:
