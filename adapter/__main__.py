@@ -2,6 +2,7 @@
 
 from adapter.settings import WorkerSettings
 from adapter.worker import run_worker
+from core.settings import read_settings
 
 if __name__ == "__main__":
-    run_worker(WorkerSettings())
+    run_worker(read_settings(WorkerSettings, "ttrv worker"))

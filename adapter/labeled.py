@@ -22,7 +22,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from core import keys
-from core.answers import is_correct, render_question
+from core.answers import AnswerExtractor, is_correct, render_question
 from core.images import sniff_mime
 from core.records import FeedbackRecord, entries
 from core.routing import AdapterEngine, Route
@@ -87,8 +87,15 @@ class Evaluator:
     """Greedy answers of one version on labeled items, a few requests at a time. A version that another
     process unloaded meanwhile is loaded again from its route's folder (`AdapterEngine.complete`)."""
 
-    def __init__(self, adapters: AdapterEngine, max_tokens: int, concurrency: int = 8):
+    def __init__(
+        self,
+        adapters: AdapterEngine,
+        max_tokens: int,
+        concurrency: int = 8,
+        extract: AnswerExtractor | None = None,
+    ):
         self.adapters = adapters
+        self.extract = extract  # the task's extractor (TTRV_ANSWER_EXTRACTOR); None: the default
         self.max_tokens = max_tokens
         self.slots = asyncio.Semaphore(concurrency)
 
@@ -101,7 +108,7 @@ class Evaluator:
                     route, item.image, item.mime, item.question,
                     max_tokens=self.max_tokens, priority=EVAL_PRIORITY,
                 )  # fmt: skip
-            return is_correct(texts[0], item.label, item.options)
+            return is_correct(texts[0], item.label, item.options, self.extract)
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 

@@ -33,6 +33,7 @@ from adapter.labeled import Evaluator, LabeledItem, load_probe, recent_feedback
 from adapter.metrics import WorkerMetrics
 from adapter.settings import WorkerSettings
 from core import keys
+from core.answers import load_extractor
 from core.engine import EngineClient, EngineUnavailableError
 from core.records import FeedbackRecord, entries
 from core.registry import Registry
@@ -94,7 +95,8 @@ class Lifecycle:
         self.engine = engine
         self.metrics = metrics
         self.router = AdapterRouter(redis, engine, settings.base_model_name, poll_s=1.0)
-        self.evaluator = Evaluator(self.router.adapters, settings.max_tokens)
+        extract = load_extractor(settings.answer_extractor)
+        self.evaluator = Evaluator(self.router.adapters, settings.max_tokens, extract=extract)
         self._probe: list[LabeledItem] = []
         self._probe_mtime = -1.0
         self._probe_marks: dict[int, list[bool]] = {}  # per version: right or wrong on each probe item

@@ -16,19 +16,27 @@ A None answer has vote share 0, so the same formula gives it -alpha * Hn: the lo
 The entropy term is one constant per group, so GRPO's group normalisation (`adapter.grpo.group_advantages`)
 removes it: inside the advantage TTRV equals `frequency_rewards` (adaptation-experiments.md measured exactly
 that). The entropy can act only outside the advantage, through `vote_stats` (a per-prompt gate or weight).
+
+Your own reward (`TTRV_REWARD=package.module:function`, loaded by `load_reward`): a pure function of one
+group's answers, `fn(answers: Sequence[str | None]) -> Sequence[float]`, one finite reward per answer (None
+where the response gave no answer; give it the group's lowest reward, as the built-ins do).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, cast, get_args
+
+from core.plugins import load_plugin
 
 Answers = Sequence[str | None]
 RewardKind = Literal["ttrv", "frequency", "majority", "random"]
 REWARD_KINDS: tuple[RewardKind, ...] = get_args(RewardKind)
+CustomReward = Callable[[Answers], Sequence[float]]
 DEFAULT_ALPHA = 0.75  # the released run script's entropy weight
 
 
@@ -159,14 +167,38 @@ def random_rewards(answers: Answers, rng: UniformSource) -> list[float]:
     return [u if a is not None else 0.0 for a, u in zip(answers, draws, strict=True)]
 
 
+def load_reward(spec: str) -> RewardKind | CustomReward:
+    """A built-in reward's name, or the function `package.module:function` names (`core/plugins.py`).
+
+    >>> load_reward("majority")
+    'majority'
+    >>> load_reward("ttrv_rewards")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: TTRV_REWARD='ttrv_rewards' is neither a built-in (ttrv, frequency, majority, random) nor ...
+    """
+    found = load_plugin(spec, {k: k for k in REWARD_KINDS}, "TTRV_REWARD")
+    if isinstance(found, str):
+        return found
+    return cast(CustomReward, found)
+
+
+@functools.lru_cache(maxsize=8)
+def _custom(spec: str) -> CustomReward:
+    found = load_reward(spec)
+    assert not isinstance(found, str)
+    return found
+
+
 def compute_rewards(
-    kind: RewardKind,
+    kind: str,
     answers: Answers,
     *,
     alpha: float = DEFAULT_ALPHA,
     rng: UniformSource | None = None,
 ) -> list[float]:
-    """Dispatch on the reward kind (a worker setting). `rng` is needed by, and only by, "random".
+    """Dispatch on the reward kind (a worker setting): a built-in name or `package.module:function`.
+    `rng` is needed by, and only by, "random".
 
     >>> compute_rewards("majority", ["A", "B", "B"])
     [0.0, 1.0, 1.0]
@@ -186,6 +218,12 @@ def compute_rewards(
         "frequency": frequency_rewards,
         "majority": majority_rewards,
     }
-    if kind not in rules:
-        raise ValueError(f"unknown reward kind {kind!r}: choose one of {', '.join(REWARD_KINDS)}")
-    return rules[kind](answers)
+    if kind in rules:
+        return rules[kind](answers)
+    rewards = [float(r) for r in _custom(kind)(answers)]
+    if len(rewards) != len(answers) or not all(math.isfinite(r) for r in rewards):
+        raise ValueError(
+            f"the reward {kind!r} gave {len(rewards)} rewards for {len(answers)} answers, or one that is not "
+            "finite; it must return one finite number per answer"
+        )
+    return rewards

@@ -17,15 +17,16 @@ import torch
 from adapter.grpo import group_advantages, is_informative, k3_kl, ppo_clip_loss
 from adapter.logprobs import Prompt
 from adapter.policy import Policy
-from adapter.rewards import RewardKind, compute_rewards, vote_stats
-from core.answers import extract_answer
+from adapter.rewards import compute_rewards, vote_stats
+from core.answers import load_extractor
 
 
 @dataclass(frozen=True)
 class RoundConfig:
     """GRPO settings; the defaults are the ones measured in bench/adaptation_gain.py."""
 
-    reward: RewardKind = "ttrv"
+    reward: str = "ttrv"  # a built-in (RewardKind) or package.module:function (adapter/rewards.py)
+    extractor: str = "default"  # what counts as the same answer (core/plugins.py)
     alpha: float = 0.75  # weight of the normalised answer entropy in the TTRV reward
     keep: int = 16  # completions per record used in the loss (of the N sampled for the vote)
     lr: float = 3e-4
@@ -80,11 +81,12 @@ def build_groups(
 ) -> tuple[list[Group], RoundStats]:
     """Score each record's completions against its own votes; keep K; drop groups with no signal."""
     stats = RoundStats(records=len(rollouts))
+    extract = load_extractor(cfg.extractor)
     groups: list[Group] = []
     rewards_seen: list[float] = []
     agreements, entropies, parseable = [], [], []
     for r in rollouts:
-        answers = [extract_answer(t, r.options) for t in r.texts]
+        answers = [extract(t, r.options) for t in r.texts]
         votes = vote_stats(answers)
         agreements.append(votes.agreement)
         entropies.append(votes.entropy_ratio)

@@ -6,10 +6,12 @@ Every field says what it does; `ttrv worker --help` and the README's configurati
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapter.rewards import load_reward
+from core.answers import load_extractor
 
 
 class WorkerSettings(BaseSettings):
@@ -48,8 +50,14 @@ class WorkerSettings(BaseSettings):
     temperature: float = Field(default=1.0, gt=0, description="rollout sampling temperature")
     max_tokens: int = Field(default=8, description="longest sampled answer, in tokens")
     rollout_priority: int = Field(default=10, description="vLLM priority of rollouts (answers use 0: first)")
-    reward: Literal["ttrv", "frequency", "majority", "random"] = Field(
-        default="ttrv", description="ttrv: p(a) - alpha*H/log M; frequency; majority (TTRL); random (control)"
+    reward: str = Field(
+        default="ttrv",
+        description="ttrv: p(a) - alpha*H/log M; frequency; majority (TTRL); random (control); or "
+        "package.module:function, fn(answers) -> one reward per answer (adapter/rewards.py)",
+    )
+    answer_extractor: str = Field(
+        default="default",
+        description="what counts as the same answer (core/plugins.py); the gateway must use the same",
     )
     alpha: float = Field(
         default=0.75, description="weight of the normalised answer entropy in the TTRV reward"
@@ -58,6 +66,12 @@ class WorkerSettings(BaseSettings):
     epochs: int = Field(default=1, description="passes over a round's records")
     lora_rank: int = Field(default=8, description="LoRA rank (vLLM's --max-lora-rank must be at least this)")
     lora_vision: bool = Field(default=True, description="adapt the vision tower and merger too")
+    lora_targets: list[str] | None = Field(
+        default=None,
+        description="module-name regexes the LoRA trains, each of which must match a Linear module of the "
+        "model (checked at start); unset = Qwen2-VL's language model, vision tower and merger "
+        "(adapter/lora.py)",
+    )
     kl_coef: float = Field(default=0.001, description="weight of the k3 KL to the base model")
     max_deliveries: int = Field(default=5, description="deliveries after which a record is dead-lettered")
     claim_idle_ms: int = Field(
@@ -115,6 +129,18 @@ class WorkerSettings(BaseSettings):
     )
     seed: int = Field(default=0, description="seed of sampling and shuffling")
     log_json: bool = Field(default=True, description="one JSON object per log line (else plain text)")
+
+    @field_validator("answer_extractor")
+    @classmethod
+    def _extractor_importable(cls, spec: str) -> str:
+        load_extractor(spec)  # fails at start, naming the setting
+        return spec
+
+    @field_validator("reward")
+    @classmethod
+    def _reward_importable(cls, spec: str) -> str:
+        load_reward(spec)
+        return spec
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:

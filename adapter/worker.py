@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 from pathlib import Path
 from typing import cast
@@ -36,7 +37,7 @@ from adapter.consumer import StreamConsumer
 from adapter.drift import DriftMonitor, image_features
 from adapter.gate import GateConfig, GateDecision, SliceStats, decide, slice_stats
 from adapter.lifecycle import Lifecycle
-from adapter.lora import LoraSpec
+from adapter.lora import LoraSpec, TargetsError, check_model_targets
 from adapter.metrics import WorkerMetrics
 from adapter.policy import Policy, load_image
 from adapter.rollouts import VllmRollouts
@@ -44,7 +45,7 @@ from adapter.round import Rollout, RoundConfig, RoundStats, build_groups, train_
 from adapter.settings import WorkerSettings
 from adapter.versions import next_version, record_decision, save_version
 from core import keys
-from core.answers import extract_answer, render_question
+from core.answers import load_extractor, render_question
 from core.engine import EngineClient
 from core.logs import configure_logging
 from core.records import RequestRecord
@@ -88,13 +89,12 @@ class Worker:
         self.drift = DriftMonitor(
             window=settings.drift_window, min_current=max(1, settings.drift_window // 4)
         )
-        self.spec = LoraSpec(
-            rank=settings.lora_rank, alpha=2.0 * settings.lora_rank, vision=settings.lora_vision
-        )
+        self.spec = lora_spec(settings)
         self.round_cfg = RoundConfig(
             reward=settings.reward, alpha=settings.alpha, keep=settings.keep, lr=settings.lr,
-            epochs=settings.epochs, kl_coef=settings.kl_coef,
+            epochs=settings.epochs, kl_coef=settings.kl_coef, extractor=settings.answer_extractor,
         )  # fmt: skip
+        self.extract = load_extractor(settings.answer_extractor)
         self.gate_cfg = GateConfig(
             tolerance=settings.accuracy_tolerance, min_gain=settings.min_gain_over_base
         )
@@ -307,8 +307,13 @@ class Worker:
         results = await asyncio.gather(*(self._rollout(self.policy, name, r) for r in held_out))
         candidate = [r for r in results if r is not None]
         if not current:
-            return decide(_slice([]), _slice([]), self.gate_cfg, accuracy, floors)
-        return decide(_slice(candidate), _slice(current), self.gate_cfg, accuracy, floors)
+            return decide(self._slice([]), self._slice([]), self.gate_cfg, accuracy, floors)
+        return decide(self._slice(candidate), self._slice(current), self.gate_cfg, accuracy, floors)
+
+    def _slice(self, rollouts: list[Rollout]) -> SliceStats:
+        """The gate's view of sampled answers, read with the task's extractor."""
+        answers = [[self.extract(t, r.options) for t in r.texts] for r in rollouts]
+        return slice_stats(answers, [[len(c) for c in r.completions] for r in rollouts])
 
     def _replayed(self, n_fresh: int) -> list[RequestRecord]:
         buffer = self.consumer.replay_buffer()
@@ -354,13 +359,20 @@ class Worker:
         await self.redis.aclose(close_connection_pool=True)
 
 
-def _slice(rollouts: list[Rollout]) -> SliceStats:
-    answers = [[extract_answer(t, r.options) for t in r.texts] for r in rollouts]
-    return slice_stats(answers, [[len(c) for c in r.completions] for r in rollouts])
+def lora_spec(settings: WorkerSettings) -> LoraSpec:
+    return LoraSpec(
+        rank=settings.lora_rank, alpha=2.0 * settings.lora_rank, vision=settings.lora_vision,
+        targets=tuple(settings.lora_targets) if settings.lora_targets else None,
+    )  # fmt: skip
 
 
 def run_worker(settings: WorkerSettings) -> None:
     configure_logging(settings.log_json)
+    try:  # before anything runs: a target that matches nothing would silently leave a part un-adapted
+        check_model_targets(settings.model_folder, lora_spec(settings))
+    except TargetsError as err:
+        print(f"ttrv worker: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     worker = build_worker(settings)
     worker.metrics.serve(settings.metrics_port)
 

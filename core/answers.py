@@ -26,6 +26,8 @@ import string
 from collections.abc import Sequence
 from typing import Protocol
 
+from core.plugins import load_plugin
+
 LETTERS = string.ascii_uppercase
 
 # Characters stripped from both ends of a free-form answer: sentence punctuation, quotes, brackets and
@@ -38,6 +40,12 @@ class Extractor(Protocol):
     """Maps one response text to its answer, or None when the response gives no usable answer."""
 
     def __call__(self, text: str | None, /) -> str | None: ...
+
+
+class AnswerExtractor(Protocol):
+    """`extract_answer`'s signature: what a task's own extractor provides (`core/plugins.py`)."""
+
+    def __call__(self, text: str | None, options: Sequence[str] | None, /) -> str | None: ...
 
 
 def option_letters(n_options: int) -> str:
@@ -163,7 +171,9 @@ def render_question(question: str, options: Sequence[str] | None) -> str:
     return question + "\nOptions:\n" + "\n".join(lines)
 
 
-def vote(texts: Sequence[str], options: Sequence[str] | None) -> tuple[str, float | None]:
+def vote(
+    texts: Sequence[str], options: Sequence[str] | None, extract: AnswerExtractor | None = None
+) -> tuple[str, float | None]:
     """The majority answer among the samples and its vote share (None for a single sample).
 
     Unparseable samples do not vote; ties go to the answer seen first. If nothing parses, the answer is "".
@@ -175,7 +185,8 @@ def vote(texts: Sequence[str], options: Sequence[str] | None) -> tuple[str, floa
     >>> vote(["7"], None)
     ('7', None)
     """
-    answers = [a for a in (extract_answer(t, options) for t in texts) if a is not None]
+    extract = extract or extract_answer
+    answers = [a for a in (extract(t, options) for t in texts) if a is not None]
     if not answers:
         return "", (0.0 if len(texts) > 1 else None)
     counts = collections.Counter(answers)
@@ -183,7 +194,9 @@ def vote(texts: Sequence[str], options: Sequence[str] | None) -> tuple[str, floa
     return best, (counts[best] / len(texts) if len(texts) > 1 else None)
 
 
-def label_answer(label: str, options: Sequence[str] | None = None) -> str | None:
+def label_answer(
+    label: str, options: Sequence[str] | None = None, extract: AnswerExtractor | None = None
+) -> str | None:
     """A label as the answer it stands for, read like a response, so it compares with extracted answers.
 
     With options, a label may name the letter ("b", "(B)", "B. dog") or the option's text ("Dog"); without
@@ -201,22 +214,46 @@ def label_answer(label: str, options: Sequence[str] | None = None) -> str | None
         for letter, option in zip(LETTERS, options, strict=False):
             if text is not None and text == normalize_free_form(option):
                 return letter
-        return extract_choice(label, len(options))
-    return normalize_free_form(label)
+    return (extract or extract_answer)(label, options)
 
 
-def is_correct(answer: str | None, label: str, options: Sequence[str] | None = None) -> bool:
+def is_correct(
+    answer: str | None,
+    label: str,
+    options: Sequence[str] | None = None,
+    extract: AnswerExtractor | None = None,
+) -> bool:
     """Whether `answer` (a response, or an answer already extracted from one) matches `label`.
 
     Both sides go through the same extraction, so an extracted answer, the raw text it came from and a
     label written as a person would write it ("7.", "b" for option B, the option's text) all compare alike.
-    No answer, or a label that says nothing usable, is never right.
+    No answer, or a label that says nothing usable, is never right. `extract` is the task's extractor
+    (`TTRV_ANSWER_EXTRACTOR`; default `extract_answer`): labels are read with it too.
 
     >>> is_correct("7", "7."), is_correct("B", "b", ["cat", "dog"]), is_correct("B", "dog", ["cat", "dog"])
     (True, True, True)
     >>> is_correct("1", "7"), is_correct("", ""), is_correct(None, "7"), is_correct("7", "...")
     (False, False, False, False)
     """
-    wanted = label_answer(label, options)
-    got = extract_answer(answer, options)
+    wanted = label_answer(label, options, extract)
+    got = (extract or extract_answer)(answer, options)
     return wanted is not None and got is not None and got.casefold() == wanted.casefold()
+
+
+def exact_answer(text: str | None, options: Sequence[str] | None = None) -> str | None:
+    """The response as it is, stripped: for tasks where case and punctuation are part of the answer.
+
+    >>> exact_answer(" Paris. "), exact_answer("   ") is None
+    ('Paris.', True)
+    """
+    stripped = (text or "").strip()
+    return stripped or None
+
+
+EXTRACTORS: dict[str, AnswerExtractor] = {"default": extract_answer, "exact": exact_answer}
+
+
+def load_extractor(spec: str, variable: str = "TTRV_ANSWER_EXTRACTOR") -> AnswerExtractor:
+    """The extractor a setting names: a built-in of `EXTRACTORS` or `package.module:function`."""
+    extractor: AnswerExtractor = load_plugin(spec, EXTRACTORS, variable)
+    return extractor

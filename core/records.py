@@ -177,6 +177,7 @@ class StoredAnswer(AnswerResponse):
     mime: str = DEFAULT_MIME
     question: str = ""
     options: list[str] | None = None
+    completion: dict[str, Any] | None = None  # a chat completion's reply, given again to a repeat of its key
 
     def response(self) -> AnswerResponse:
         """The reply as it was given (the stored extras dropped)."""

@@ -25,7 +25,7 @@ import io
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from PIL import Image
@@ -40,6 +40,7 @@ log = logging.getLogger("ttrv.adapters")
 
 
 MAX_ATTEMPTS = 3  # tries of one request that meets vLLM's 404 for its adapter name
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,33 +78,22 @@ class AdapterEngine:
             await self.engine.load_adapter(route.name, route.path)
             self.reloads += 1
 
-    async def complete(
+    async def call(
         self,
         route: Route,
-        image: bytes,
-        mime: str,
-        question: str,
-        *,
+        request: Callable[[Route], Awaitable[T]],
         retarget: Callable[[Route], Awaitable[Route | None]] | None = None,
-        n: int = 1,
-        temperature: float = 0.0,
-        max_tokens: int = 32,
-        priority: int = 0,
-    ) -> tuple[list[str], Route]:
-        """`n` answers of `route` and the route that gave them. On vLLM's 404 for the name: `retarget` may
-        name another route (the pointer moved meanwhile: answer with the new current version); otherwise
-        the name is loaded again from its folder, and the request retried, `MAX_ATTEMPTS` times in all.
+    ) -> tuple[T, Route]:
+        """`request(route)` and the route that answered it. On vLLM's 404 for the name: `retarget` may name
+        another route (the pointer moved meanwhile: answer with the new current version); otherwise the
+        name is loaded again from its folder, and the request retried, `MAX_ATTEMPTS` times in all.
 
-        Raises `AdapterNotLoadedError` when it still misses (or the base model's name is unknown), and
-        `EngineUnavailableError` when vLLM is down.
+        Raises `AdapterNotLoadedError` when it still misses (or the base model's name is unknown); other
+        errors of the request (`EngineUnavailableError`, `EngineRefusedError`) pass through.
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                texts = await self.engine.complete(
-                    route.name, image, mime, question,
-                    n=n, temperature=temperature, max_tokens=max_tokens, priority=priority,
-                )  # fmt: skip
-                return texts, route
+                return await request(route), route
             except AdapterNotLoadedError:
                 self.on_miss()
                 moved = await retarget(route) if retarget is not None else None
@@ -114,6 +104,24 @@ class AdapterEngine:
                 else:
                     await self.reload(route)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def complete(
+        self,
+        route: Route,
+        image: bytes,
+        mime: str,
+        question: str,
+        *,
+        retarget: Callable[[Route], Awaitable[Route | None]] | None = None,
+        **sampling: Any,
+    ) -> tuple[list[str], Route]:
+        """The texts of `route`'s answers to one image and question (`EngineClient.complete`'s keyword
+        arguments in `sampling`), through `call`."""
+
+        async def ask(r: Route) -> list[str]:
+            return await self.engine.complete(r.name, image, mime, question, **sampling)
+
+        return await self.call(route, ask, retarget)
 
 
 class AdapterRouter:
@@ -154,6 +162,14 @@ class AdapterRouter:
         return await self.adapters.complete(
             self.route, image, mime, question, retarget=self._moved, **sampling
         )
+
+    async def call(
+        self, request: Callable[[Route], Awaitable[T]], route: Route | None = None
+    ) -> tuple[T, Route]:
+        """`AdapterEngine.call` on `route`, or on the current version (following the pointer) by default."""
+        if route is None:
+            return await self.adapters.call(self.route, request, self._moved)
+        return await self.adapters.call(route, request)
 
     async def _moved(self, route: Route) -> Route | None:
         latest = await self.refresh()

@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from core.answers import load_extractor
 from core.engine import EngineClient
 from core.logs import configure_logging
 from core.routing import AdapterRouter, following
+from server.chat.protocol import ChatRequest
 from server.deps import Gateway
 from server.errors import install_error_handlers
 from server.limits import InFlight, RateLimiter
 from server.metrics import GatewayMetrics
 from server.middleware import MetricsMiddleware
 from server.queue import RecordLog
-from server.routes import adapters, answer, feedback, ops
+from server.routes import adapters, answer, chat, feedback, ops
 from server.settings import GatewaySettings
 
 
@@ -47,7 +52,26 @@ def build_gateway(
         metrics=metrics,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, settings.retry_after_s),
         in_flight=InFlight(settings.max_in_flight, settings.retry_after_s),
+        extract=load_extractor(settings.answer_extractor),
     )
+
+
+def document_models(app: FastAPI, models: list[type[BaseModel]]) -> None:
+    """Add request models that routes validate themselves (to answer 400, not 422) to the OpenAPI document,
+    so `/docs` shows them and routes can refer to `#/components/schemas/<Model>`."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
 def create_app(
@@ -85,8 +109,9 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    document_models(app, [ChatRequest])
     install_error_handlers(app)
-    for module in (answer, feedback, adapters, ops):
+    for module in (answer, chat, feedback, adapters, ops):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

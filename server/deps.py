@@ -12,6 +12,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
+from core.answers import AnswerExtractor
 from core.engine import EngineClient
 from core.routing import AdapterRouter
 from server.auth import check_admin, check_api_key
@@ -31,6 +32,7 @@ class Gateway:
     metrics: GatewayMetrics
     limiter: RateLimiter
     in_flight: InFlight
+    extract: AnswerExtractor  # what counts as the same answer (TTRV_ANSWER_EXTRACTOR)
 
 
 async def get_gateway(request: Request) -> Gateway:

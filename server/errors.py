@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.engine import EngineRefusedError
 from core.wire import ErrorDetail, ErrorEnvelope
 
 log = logging.getLogger("ttrv.gateway")
@@ -29,6 +30,7 @@ class APIError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         retry_after_s: int | None = None,
+        code: str | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -36,19 +38,32 @@ class APIError(Exception):
         self.type = type
         self.param = param
         self.retry_after_s = retry_after_s
+        self.code = code  # a machine-readable reason (OpenAI's, e.g. model_not_found); default: the status
+
+
+def refused(err: EngineRefusedError) -> APIError:
+    """The client's error for a request vLLM refused: vLLM's status where the contract has it (400, 413,
+    422), else 400, with vLLM's reason. Never 503: nothing is wrong with the engine."""
+    status = err.status if err.status in (400, 413, 422) else 400
+    return APIError(status, f"the model cannot take this request: {err.message}", param=None)
 
 
 def error_response(
-    status: int, message: str, type: str, param: str | None = None, retry_after_s: int | None = None
+    status: int,
+    message: str,
+    type: str,
+    param: str | None = None,
+    retry_after_s: int | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
-    body = ErrorEnvelope(error=ErrorDetail(message=message, type=type, param=param, code=status))
+    body = ErrorEnvelope(error=ErrorDetail(message=message, type=type, param=param, code=code or status))
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
-    return error_response(exc.status, exc.message, exc.type, exc.param, exc.retry_after_s)
+    return error_response(exc.status, exc.message, exc.type, exc.param, exc.retry_after_s, exc.code)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

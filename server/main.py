@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uvicorn
 
+from core.settings import read_settings
 from server.app import create_app
 from server.settings import GatewaySettings
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
-    settings = GatewaySettings()
+    settings = read_settings(GatewaySettings, "ttrv gateway")
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,

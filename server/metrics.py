@@ -39,3 +39,10 @@ class GatewayMetrics:
             "the request was routed); the gateway retried them, clients never saw it.",
             registry=self.registry,
         )
+        self.chat_requests = Counter(
+            "ttrv_chat_requests",
+            "Chat completions answered, by whether they were recorded for adaptation (single-turn with "
+            "exactly one image) or only served.",
+            ["recorded"],
+            registry=self.registry,
+        )

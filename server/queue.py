@@ -54,6 +54,7 @@ class Record:
     samples: int
     created_at: float
     mime: str = DEFAULT_MIME
+    completion: dict[str, Any] | None = None  # the reply of a chat completion (`StoredAnswer.completion`)
 
     def request_record(self) -> RequestRecord:
         return RequestRecord.of_answer(
@@ -74,6 +75,7 @@ class Record:
             mime=self.mime,
             question=self.question,
             options=self.options,
+            completion=self.completion,
         ).model_dump_json()
 
     def fields(self) -> list[str]:

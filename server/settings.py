@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.answers import load_extractor
 
 
 class GatewaySettings(BaseSettings):
@@ -45,6 +47,34 @@ class GatewaySettings(BaseSettings):
     retry_after_s: int = Field(default=2, description="Retry-After sent with 429 and 503")
     adapter_poll_s: float = Field(default=1.0, description="re-read the current adapter at least this often")
     log_json: bool = Field(default=True, description="one JSON object per log line (else plain text)")
+
+    served_model_name: str = Field(
+        default="ttrv",
+        description="the OpenAI API's stable model name: the current version, whichever it is "
+        "(`ttrv-vN` pins a version and `base` the base model)",
+    )
+    chat_max_tokens: int = Field(
+        default=256,
+        ge=1,
+        description="the most tokens one chat completion may generate; a larger max_tokens is capped to it",
+    )
+    image_url_hosts: list[str] = Field(
+        default=[],
+        description="hosts the gateway may fetch chat `image_url`s from (http/https, no redirects); empty = "
+        "images must come as data: URLs",
+    )
+    image_fetch_timeout_s: float = Field(default=5.0, description="timeout of fetching one remote image")
+    answer_extractor: str = Field(
+        default="default",
+        description="what counts as the same answer: `default` (option letter, or normalised text), `exact`, "
+        "or package.module:function (core/plugins.py); the worker must use the same",
+    )
+
+    @field_validator("answer_extractor")
+    @classmethod
+    def _importable(cls, spec: str) -> str:
+        load_extractor(spec)  # fails at start, naming the setting, rather than on the first request
+        return spec
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:

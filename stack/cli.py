@@ -107,8 +107,9 @@ def worker() -> None:
     """Run the adaptation worker on the live stream (settings: TTRV_* variables, see the README)."""
     from adapter.settings import WorkerSettings
     from adapter.worker import run_worker
+    from core.settings import read_settings
 
-    run_worker(WorkerSettings())
+    run_worker(read_settings(WorkerSettings, "ttrv worker"))
 
 
 @app.command("adapt")

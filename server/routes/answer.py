@@ -14,11 +14,12 @@ from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
 from core.answers import render_question, vote
-from core.engine import AdapterNotLoadedError, EngineUnavailableError
+from core.engine import AdapterNotLoadedError, EngineRefusedError, EngineUnavailableError
 from core.logs import request_id_var
 from core.wire import ERROR_RESPONSES, AnswerRequest, AnswerResponse
+from server.bodies import read_capped
 from server.deps import ClientDep, Gateway, GatewayDep
-from server.errors import APIError
+from server.errors import APIError, refused
 from server.images import CheckedImage, check_image, decode_base64_image
 from server.queue import Record
 
@@ -47,18 +48,6 @@ _BODY_SCHEMA = {
         },
     }
 }
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body is over the {limit} byte limit; send a smaller image")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise APIError(413, f"request body is over the {limit} byte limit; send a smaller image")
-    return bytes(body)
 
 
 def _validate(data: dict[str, Any]) -> AnswerRequest:
@@ -90,7 +79,7 @@ async def parse_request(request: Request, gateway: Gateway) -> tuple[AnswerReque
         return _validate(fields), check_image(data, s.max_image_bytes, s.max_image_pixels)
     if content_type != "application/json":
         raise APIError(415, "send application/json (base64 image) or multipart/form-data (image file)")
-    body = await _read_capped(request, s.max_image_bytes * 4 // 3 + 64 * 1024)
+    body = await read_capped(request, s.max_image_bytes * 4 // 3 + 64 * 1024)
     try:
         req = AnswerRequest.model_validate_json(body)
     except ValidationError as err:
@@ -115,6 +104,8 @@ async def _complete(gateway: Gateway, req: AnswerRequest, image: CheckedImage) -
         log.warning("engine unavailable for %s: %s", gateway.router.route.name, err)
         raise APIError(503, "the model engine is unavailable; retry after a moment", "engine_unavailable",
                        retry_after_s=s.retry_after_s) from None  # fmt: skip
+    except EngineRefusedError as err:
+        raise refused(err) from None
     return texts, route.version
 
 
@@ -141,7 +132,7 @@ async def answer(request: Request, gateway: GatewayDep, client: ClientDep) -> An
         raise APIError(429, message, "rate_limit_error", retry_after_s=gateway.settings.retry_after_s)
     with gateway.in_flight:
         texts, version = await _complete(gateway, req, image)
-    answer_text, confidence = vote(texts, req.options)
+    answer_text, confidence = vote(texts, req.options, gateway.extract)
     response = AnswerResponse(
         id=request_id,
         answer=answer_text,

@@ -27,7 +27,7 @@ async def feedback(body: FeedbackRequest, gateway: GatewayDep, client: ClientDep
         served = await gateway.records.served(body.id)
         if served is None:
             raise APIError(404, f"no answer with id {body.id!r} (unknown, or older than its TTL)", param="id")
-        correct = is_correct(served.answer, body.label, served.options)
+        correct = is_correct(served.answer, body.label, served.options, gateway.extract)
         # It keeps what the gate and the rollback check need to ask any version the same question again.
         record = FeedbackRecord.of_answer(served, body.label, correct, time.time())
         await gateway.redis.xadd(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,6 +34,54 @@ class FakeEngine:
             raise AdapterNotLoadedError(model)
         self.calls.append({"model": model, "mime": mime, "question": question, **options})
         return self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A chat completion as vLLM gives it: one choice per `n`, the scripted texts."""
+        texts = await self.complete(str(body["model"]), b"", "", "", **{"n": body.get("n", 1)})
+        self.calls[-1]["body"] = body
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+            for i, t in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": 9, "completion_tokens": len(texts), "total_tokens": 9 + len(texts)}
+        return {"id": "chatcmpl-vllm", "object": "chat.completion", "created": 1, "model": body["model"],
+                "choices": choices, "usage": usage}  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[str]]:
+        """vLLM's server-sent events for the same completion: a role chunk, one content chunk per
+        character of each choice, a finish chunk, the usage chunk when asked, then [DONE]."""
+        reply = await self.chat(body)
+
+        async def lines() -> AsyncIterator[str]:
+            base = {
+                "id": "chatcmpl-vllm",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": body["model"],
+            }
+            for choice in reply["choices"]:
+                i = choice["index"]
+                deltas = [
+                    {"role": "assistant", "content": ""},
+                    *({"content": c} for c in choice["message"]["content"]),
+                ]
+                for delta in deltas:
+                    yield "data: " + json.dumps(
+                        {**base, "choices": [{"index": i, "delta": delta, "finish_reason": None}]}
+                    )
+                    yield ""
+                yield "data: " + json.dumps(
+                    {**base, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]}
+                )
+                yield ""
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield "data: " + json.dumps({**base, "choices": [], "usage": reply["usage"]})
+                yield ""
+            yield "data: [DONE]"
+            yield ""
+
+        yield lines()
 
     async def load_adapter(self, name: str, path: str) -> None:
         if self.down:
