@@ -47,18 +47,24 @@ def prunable(
 ) -> list[int]:
     """Versions whose folders may be deleted: beyond the newest kept of their kind, and not protected.
 
-    Candidates are never pruned here (one may be under the gate right now).
+    Candidates are never pruned here (one may be under the gate right now), nor exported versions.
 
     >>> v = {1: {"status": "promoted"}, 2: {"status": "rejected"}, 3: {"status": "promoted"},
     ...      4: {"status": "rolled_back"}, 5: {"status": "rejected"}, 6: {"status": "candidate"}}
     >>> prunable(v, protected={1}, keep_promoted=1, keep_rejected=1)
     [2, 3]
+    >>> v[3]["exported"] = True
+    >>> prunable(v, protected={1}, keep_promoted=1, keep_rejected=1)
+    [2]
     """
     served = sorted(v for v, e in versions.items() if e.get("status") in ("promoted", "rolled_back"))
     rejected = sorted(v for v, e in versions.items() if e.get("status") == "rejected")
     old = served[: max(0, len(served) - keep_promoted)] + rejected[: max(0, len(rejected) - keep_rejected)]
     keep = set(protected)
-    return sorted(v for v in old if v not in keep and not versions[v].get("pruned"))
+    # An exported version (`ttrv export`) is kept: someone outside the server relies on its lineage.
+    return sorted(
+        v for v in old if v not in keep and not versions[v].get("pruned") and not versions[v].get("exported")
+    )
 
 
 def clearly_worse(current: list[bool], previous: list[bool], tolerance: float, alpha: float = 0.05) -> bool:

@@ -112,6 +112,28 @@ def worker() -> None:
     run_worker(read_settings(WorkerSettings, "ttrv worker"))
 
 
+@app.command("export")
+def export(
+    version: Annotated[int, typer.Argument(help="the version to export (see `ttrv adapters`)")],
+    out: Annotated[Path, typer.Argument(help="a new folder to write it to")],
+    merge: Annotated[
+        bool, typer.Option(help="merge the LoRA into the base weights (a plain HF model)")
+    ] = False,
+) -> None:
+    """Write a version as a standalone PEFT folder (or merged weights) with a model card."""
+    from adapter.export import export_version
+    from adapter.settings import WorkerSettings
+    from core.registry import UnknownVersionError, VersionPrunedError
+    from core.settings import read_settings
+
+    try:
+        folder = export_version(read_settings(WorkerSettings, "ttrv export"), version, out, merge)
+    except (UnknownVersionError, VersionPrunedError, FileExistsError) as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"ttrv-v{version} exported to {folder} ({'merged weights' if merge else 'PEFT adapter'})")
+
+
 @app.command("adapt")
 def adapt(
     data: Annotated[Path, typer.Argument(help="unlabeled adaptation rows (TTRV JSONL)")],

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +19,12 @@ import httpx
 import openai
 import pytest
 import redis
+from PIL import Image
 
 from adapter.digits.dataset import load_split
 from adapter.digits.task import PROMPT
+from adapter.lora import LoraSpec
+from adapter.policy import Policy
 from adapter.settings import WorkerSettings
 from adapter.versions import next_version, save_version
 from adapter.worker import build_worker
@@ -231,3 +237,46 @@ def test_records_from_the_sdk_are_trained_on_and_a_promotion_reaches_the_next_ca
     assert fours >= 6, "the pinned version answers as it was trained to (4 to most of its training images)"
     assert [r.choices[0].message.content for r in base].count("4") < fours, "base and version differ"
     assert client.models.retrieve(name).id == name
+
+
+def test_an_exported_version_answers_outside_the_server_as_it_does_inside(
+    stack: Stack, vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    client = stack.client()
+    name = next(m.id for m in reversed(list(client.models.list())) if m.id.startswith("ttrv-v"))
+    version = keys.version_of(name, "base")
+    assert version is not None
+    served = [
+        client.chat.completions.create(model=name, messages=messages(i), temperature=0)
+        .choices[0]
+        .message.content
+        for i in range(8)
+    ]
+    env = {
+        **os.environ,
+        "TTRV_REDIS_URL": stack.redis_url,
+        "TTRV_ADAPTER_DIR": str(stack.adapters),
+        "TTRV_MODEL_PATH": str(vllm_server.model_dir),
+    }
+    for merge in (False, True):
+        out = tmp_path / ("merged" if merge else "peft")
+        argv = [
+            sys.executable,
+            "-m",
+            "stack.cli",
+            "export",
+            str(version),
+            str(out),
+            *(["--merge"] if merge else []),
+        ]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"ttrv-v{version}" in (out / "README.md").read_text()
+        # transformers + PEFT, no server: the adapter on the base model, or the merged model as it is.
+        policy = Policy(out, LoraSpec()) if merge else Policy(vllm_server.model_dir, LoraSpec(), adapter=out)
+        prompts = [policy.prompt(Image.fromarray(IMAGES[i]), PROMPT) for i in range(8)]
+        outside = [policy.decode(c[0]) for c in policy.sample(prompts, 1, 0.0, 4)]
+        assert outside == served, f"{'merged' if merge else 'PEFT'} export answers differently"
+    entry = json.loads(redis.Redis.from_url(stack.redis_url).hget(keys.ADAPTER_VERSIONS, str(version)))
+    assert entry["exported"] is True, "kept from retention"
+    assert len(entry["exported_to"]) == 2
