@@ -22,7 +22,7 @@ from server.deps import Gateway
 from server.errors import install_error_handlers
 from server.limits import InFlight, RateLimiter
 from server.metrics import GatewayMetrics
-from server.middleware import MetricsMiddleware
+from server.middleware import MetricsMiddleware, RequestIdMiddleware
 from server.queue import RecordLog
 from server.routes import adapters, answer, chat, feedback, ops
 from server.settings import GatewaySettings
@@ -113,5 +113,6 @@ def create_app(
     install_error_handlers(app)
     for module in (answer, chat, feedback, adapters, ops):
         app.include_router(module.router)
+    app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -233,3 +233,12 @@ def test_the_request_schema_is_documented(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert "ChatRequest" in schema["components"]["schemas"]
     assert "/v1/models" in schema["paths"]
+
+
+def test_x_request_id_is_echoed_or_made(client: TestClient) -> None:
+    given = client.post("/v1/chat/completions", json=chat_body(), headers={"X-Request-Id": "trace-7"})
+    assert given.headers["X-Request-Id"] == "trace-7"
+    made = client.get("/v1/models")
+    assert len(made.headers["X-Request-Id"]) == 32
+    bad = client.get("/v1/models", headers={"X-Request-Id": "x" * 200})
+    assert bad.headers["X-Request-Id"] != "x" * 200
