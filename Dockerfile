@@ -22,6 +22,7 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
         > /tmp/core.txt \
     && pip install --no-cache-dir --constraint requirements/lock-cpu.txt --requirement /tmp/core.txt setuptools
 COPY README.md ./
+COPY core/ core/
 COPY server/ server/
 COPY clients/ clients/
 COPY adapter/ adapter/
@@ -54,6 +55,7 @@ RUN uv pip freeze --system --exclude-editable | grep -v ' @ ' > /tmp/image-const
         > /tmp/worker.txt \
     && uv pip install --system --no-cache --constraint /tmp/image-constraints.txt --requirement /tmp/worker.txt
 COPY README.md ./
+COPY core/ core/
 COPY server/ server/
 COPY clients/ clients/
 COPY adapter/ adapter/
@@ -97,6 +99,7 @@ RUN ops=$(python -c "import importlib.util as u; print(u.find_spec('vllm').submo
     && test "$(grep -c 'lora_indices_tensor >= 0' "$ops")" = 3
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core/ core/
 COPY server/ server/
 COPY clients/ clients/
 COPY adapter/ adapter/

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from adapter.settings import WorkerSettings
 from server.settings import GatewaySettings
 from stack.settings import StackSettings
 from stack.vllm import vllm_argv
-from tests.deploy_tools import COMPOSE, DOCKERFILE, ENV_EXAMPLE, flag_value, flags, load_yaml, run, tool
+from tests.deploy_tools import COMPOSE, DOCKERFILE, ENV_EXAMPLE, ROOT, flag_value, flags, load_yaml, run, tool
 
 # ---- compose ----------------------------------------------------------------------------------------------
 
@@ -245,3 +246,22 @@ def test_images_are_pinned_and_the_worker_runs_the_served_vllm() -> None:
         assert re.match(r"v?\d+\.\d+", tag), f"{image} is not pinned to a version"
     # The trainer must import the torch/transformers of the engine it trains for.
     assert dockerfile_stages()["worker"] == services["vllm"]["image"]
+
+
+def test_every_image_gets_every_package_the_project_installs() -> None:
+    """Each stage that installs the project copies every package of pyproject.toml, and .dockerignore lets
+    each into the build context (a package left out builds an image that fails at its first import)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    allowed = {
+        line.strip("!/ ")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert packages <= allowed, f"kept out of the build context: {sorted(packages - allowed)}"
+    stages = DOCKERFILE.read_text().split("\nFROM ")
+    installing = [s for s in stages if re.search(r"pip install .*--no-deps.* \.\s*$", s, re.MULTILINE)]
+    assert len(installing) >= 3, "gateway, worker and cpu stages install the project"
+    for stage in installing:
+        copied = set(re.findall(r"^COPY (\w+)/ \1/$", stage, re.MULTILINE))
+        assert packages <= copied, f"stage {stage.split()[0]} does not copy {sorted(packages - copied)}"
