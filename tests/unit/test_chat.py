@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
@@ -14,35 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core import keys
-from server.app import create_app
 from server.settings import GatewaySettings
 from tests.unit.fakes import FakeEngine, png
-from tests.unit.test_gateway import assert_envelope, records
+from tests.unit.gateway_app import assert_envelope, client_for, records
 
-KEY = "key-1"
 IMAGE_URL = "data:image/png;base64," + base64.b64encode(png()).decode()
-
-
-def client_for(redis: fakeredis.FakeAsyncRedis, engine: FakeEngine, **overrides: Any) -> TestClient:
-    values = {"api_keys": [KEY], "admin_token": "admin", "adapter_poll_s": 0.05, **overrides}
-    app = create_app(GatewaySettings(**values), redis=redis, engine=engine)  # type: ignore[arg-type]
-    return TestClient(app, headers={"Authorization": f"Bearer {KEY}"})
-
-
-@pytest.fixture
-def redis() -> fakeredis.FakeAsyncRedis:
-    return fakeredis.FakeAsyncRedis()
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(redis: fakeredis.FakeAsyncRedis, engine: FakeEngine) -> Iterator[TestClient]:
-    with client_for(redis, engine) as c:
-        yield c
 
 
 def user(*parts: dict[str, Any]) -> dict[str, Any]:

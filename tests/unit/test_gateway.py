@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
@@ -14,58 +13,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from core import keys
-from server.app import create_app
-from server.settings import GatewaySettings
 from tests.unit.fakes import FakeEngine, png
-
-KEY, ADMIN = "key-1", "admin-1"
-
-
-def settings(**overrides: Any) -> GatewaySettings:
-    return GatewaySettings(**{"api_keys": [KEY], "admin_token": ADMIN, "adapter_poll_s": 0.05, **overrides})
-
-
-@pytest.fixture
-def redis() -> fakeredis.FakeAsyncRedis:
-    return fakeredis.FakeAsyncRedis()
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-def client_for(redis: fakeredis.FakeAsyncRedis, engine: FakeEngine, **overrides: Any) -> TestClient:
-    app = create_app(settings(**overrides), redis=redis, engine=engine)  # type: ignore[arg-type]
-    return TestClient(app, headers={"Authorization": f"Bearer {KEY}"})
-
-
-@pytest.fixture
-def client(redis: fakeredis.FakeAsyncRedis, engine: FakeEngine) -> Iterator[TestClient]:
-    with client_for(redis, engine) as c:
-        yield c
+from tests.unit.gateway_app import ADMIN, assert_envelope, client_for, records
 
 
 def body(**fields: Any) -> dict[str, Any]:
     return {"image": base64.b64encode(png()).decode(), "question": "Which digit?", **fields}
-
-
-def records(client: TestClient) -> list[dict[str, str]]:
-    redis = client.app.state.gateway.redis  # type: ignore[attr-defined]
-    entries = client.portal.call(redis.xrange, keys.REQUESTS)  # type: ignore[union-attr]
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
-
-
-def assert_envelope(reply: Any, status: int, param: str | None = None) -> dict[str, Any]:
-    assert reply.status_code == status, reply.text
-    error = reply.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["code"] == status
-    assert error["message"]
-    assert "Traceback" not in reply.text
-    if param is not None:
-        assert error["param"] == param
-    return dict(error)
 
 
 def test_answer_json_returns_contract_fields_and_records_once(client: TestClient, engine: FakeEngine) -> None:

@@ -24,7 +24,7 @@ from adapter.worker import build_worker
 from core.routing import AdapterEngine, Route
 from server.settings import GatewaySettings
 from tests.unit.fakes import FakeEngine, png
-from tests.unit.test_chat import client_for
+from tests.unit.gateway_app import client_for
 
 EXTRACTOR = "tests.unit.plugins:first_word"
 REWARD = "tests.unit.plugins:unanimity"
