@@ -9,7 +9,8 @@
 #   - the project itself, editable.
 # Re-running it is cheap: each step checks first and does nothing when already done.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SELF=$(realpath "${BASH_SOURCE[0]}")
+cd "$(dirname "$SELF")/.."
 
 step() { printf '\033[1;34m==>\033[0m \033[1m%s\033[0m\n' "$*"; }
 die() { printf '\033[1;31mbootstrap failed:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -42,7 +43,7 @@ fi
 # --- 3. virtualenv -----------------------------------------------------------------------------------
 # Each stamp is a hash of what determines that layer; a change to any of them redoes the layer. This layer's:
 # the lock and this section's own lines, so that editing another step does not rebuild the venv.
-section() { sed -n "/^# --- $1\. /,/^# --- /p" "${BASH_SOURCE[0]}"; }
+section() { sed -n "/^# --- $1\. /,/^# --- /p" "$SELF"; }
 deps_stamp=$({ cat "$LOCK"; section 3; } | sha256sum | cut -c1-16)
 # Until this section had its own stamp, the whole script was hashed; bfcce294d4f4fd94 is what the script
 # of 764cdac (the same packages and torchvision fix as here) wrote for this very lock. Such a venv is kept:
