@@ -92,11 +92,13 @@ RUN tv=$(python -c "import importlib.util as u; print(u.find_spec('torchvision')
     && sed -i 's/^@torch\.library\.register_fake(/@(torch.library.register_fake if torchvision.extension._has_ops() else (lambda *a, **k: (lambda f: f)))(/' \
         "$tv/_meta_registrations.py" \
     && python -c "import torchvision, transformers; assert transformers.utils.is_torchvision_available()"
-# vLLM's CPU LoRA kernels give tokens without an adapter (index -1) the last slot's weights: zero those rows
-# (the same edit as scripts/bootstrap.sh, which explains it).
-RUN ops=$(python -c "import importlib.util as u; print(u.find_spec('vllm').submodule_search_locations[0])")/lora/ops/torch_ops/lora_ops.py \
-    && sed -i 's/^\(    outputs = torch.einsum("bi, boi -> bo", inputs, selected_loras)\)$/\1 * (lora_indices_tensor >= 0).unsqueeze(-1).to(output_tensor.dtype)/' "$ops" \
-    && test "$(grep -c 'lora_indices_tensor >= 0' "$ops")" = 3
+# vLLM's CPU LoRA ops replaced by ours: one matmul per adapter slot instead of a weight copy per token, and
+# no adapter's weights for base-model tokens (scripts/bootstrap.sh explains both; the installer checks the
+# vLLM release and the file's sha256 and fails the build on a file it does not know).
+COPY scripts/vllm_cpu_lora_ops.py scripts/install_vllm_lora_ops.py /tmp/ttrv-lora-ops/
+RUN python /tmp/ttrv-lora-ops/install_vllm_lora_ops.py \
+    && python /tmp/ttrv-lora-ops/install_vllm_lora_ops.py --check \
+    && rm -rf /tmp/ttrv-lora-ops
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY core/ core/

@@ -9,9 +9,11 @@ that does not start, missing data) is reported as such and the others still run.
 
 Settings: by default the gateway-overhead and hot-swap benchmarks run with their own defaults, and the
 adaptation gain on a reduced grid that still answers its question (contrast, seeds 0-2, TTRV against the
-random-reward control; about 8 minutes). `--full` runs the adaptation gain's full grid (5 shifts x 5 seeds x
+random-reward control; about 8 minutes), and the rollout benchmark on `before` and `after` only (about
+5 minutes). `--full` runs the adaptation gain's full grid (5 shifts x 5 seeds x
 3 rewards: over an hour); `--quick` is a smoke run of everything in about 5 minutes (few requests, 3 swaps,
-one seed of one adaptation pass: its numbers say that things work, not how well).
+one seed of one adaptation pass, one rollout round per model: its numbers say that things work, not how
+well).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from bench.common import machine_info, make_console, met_mark, write_json
 from bench.cpu import busy_cores
 
 Mode = Literal["quick", "default", "full"]
-BENCHMARKS = ("gateway_overhead", "hot_swap", "adaptation_gain")
+BENCHMARKS = ("gateway_overhead", "hot_swap", "adaptation_gain", "rollouts")
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,21 @@ def run_adaptation_gain(mode: Mode, console: Console, grid: GainGrid) -> dict[st
     return adaptation_gain.run(**kwargs)
 
 
+def run_rollouts(mode: Mode, console: Console, _: GainGrid) -> dict[str, Any]:
+    from bench import rollouts
+    from bench.rollout_drive import AFTER, BEFORE, WORKER_MODE, Plan
+
+    # before and after only (the other configurations are studies); quick: one round each, short windows
+    plan = Plan(repeats=1, window_s=10.0, wave_modes=(WORKER_MODE,)) if mode == "quick" else Plan()
+    return rollouts.run((BEFORE, AFTER), plan, console=console)
+
+
 Runner = Callable[[Mode, Console, GainGrid], dict[str, Any]]
 RUNNERS: dict[str, Runner] = {
     "gateway_overhead": run_gateway_overhead,
     "hot_swap": run_hot_swap,
     "adaptation_gain": run_adaptation_gain,
+    "rollouts": run_rollouts,
 }
 
 

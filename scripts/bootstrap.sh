@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the local stack and the tests need, on a fresh Debian machine:
-#   1. Debian packages: redis-server, prometheus (+ promtool), docker-compose (validates docker-compose.yml
-#      offline: no Docker engine is needed or started);
-#   2. the project virtualenv .venv from requirements/lock-cpu.txt (exact versions, no resolver);
-#   3. torchvision made importable on CPU (PyPI ships only CUDA builds of it; see below), and vLLM's CPU
-#      LoRA kernels fixed for base-model tokens batched with adapter tokens (see below).
+#   - Debian packages: redis-server, prometheus (+ promtool), docker-compose (validates docker-compose.yml
+#     offline: no Docker engine is needed or started);
+#   - the project virtualenv .venv from requirements/lock-cpu.txt (exact versions, no resolver), with
+#     torchvision made importable on CPU (PyPI ships only CUDA builds of it; see below);
+#   - vLLM's CPU LoRA ops replaced by ours (scripts/vllm_cpu_lora_ops.py: grouped by adapter slot, and
+#     right for base-model tokens batched with adapter tokens; see below);
+#   - the project itself, editable.
 # Re-running it is cheap: each step checks first and does nothing when already done.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SELF=$(realpath "${BASH_SOURCE[0]}")
+cd "$(dirname "$SELF")/.."
 
 step() { printf '\033[1;34m==>\033[0m \033[1m%s\033[0m\n' "$*"; }
 die() { printf '\033[1;31mbootstrap failed:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -38,8 +41,10 @@ if ((${#missing[@]})); then
 fi
 
 # --- 3. virtualenv -----------------------------------------------------------------------------------
-# Each stamp is a hash of what determines that layer; a change to any of them redoes the layer.
-deps_stamp=$(cat "$LOCK" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+# Each stamp is a hash of what determines that layer; a change to any of them redoes the layer. This layer's:
+# the lock and this section's own lines, so that editing another step does not rebuild the venv.
+section() { sed -n "/^# --- $1\. /,/^# --- /p" "$SELF"; }
+deps_stamp=$({ cat "$LOCK"; section 3; } | sha256sum | cut -c1-16)
 if [[ -f $VENV/.stamp-deps && $(cat "$VENV/.stamp-deps") == "$deps_stamp" ]]; then
   step "virtualenv $VENV is up to date"
 else
@@ -60,20 +65,26 @@ else
     "$tv/_meta_registrations.py"
   "$VENV/bin/python" -c "import torchvision, transformers; assert transformers.utils.is_torchvision_available()" ||
     die "torchvision still does not import after the CPU fix; see $tv/_meta_registrations.py"
-
-  # vLLM's CPU LoRA kernels (torch ops) pick each token's adapter weights by indexing the slots with the
-  # token's slot index, and -1 (no adapter: a base-model request) indexes the *last* slot in Python. Once
-  # an adapter sits in that slot, base-model requests batched with adapter requests are computed with its
-  # weights (measured: 107 of 240 greedy answers changed while adapters were loaded and unloaded beside
-  # them; tests/integration/test_adapters_in_flight.py). Zero the rows of tokens without an adapter. The
-  # pattern matches only the original lines, so this is idempotent.
-  ops=$("$VENV/bin/python" -c "import importlib.util as u; print(u.find_spec('vllm').submodule_search_locations[0])")/lora/ops/torch_ops/lora_ops.py
-  sed -i 's/^\(    outputs = torch.einsum("bi, boi -> bo", inputs, selected_loras)\)$/\1 * (lora_indices_tensor >= 0).unsqueeze(-1).to(output_tensor.dtype)/' "$ops"
-  [[ $(grep -c 'lora_indices_tensor >= 0' "$ops") == 3 ]] ||
-    die "vLLM's CPU LoRA ops are not as expected (the fix for base-model tokens did not apply); see $ops"
   echo "$deps_stamp" >"$VENV/.stamp-deps"
 fi
 
+# --- 4. vLLM's CPU LoRA ops ----------------------------------------------------------------------------
+# vLLM's CPU LoRA kernels (torch ops, vllm/lora/ops/torch_ops/lora_ops.py) have two faults that
+# scripts/vllm_cpu_lora_ops.py, installed over that file, fixes:
+# - each token's adapter weights are picked by indexing the slots with its slot index, and -1 (no adapter:
+#   a base-model request) indexes the *last* slot in Python; once an adapter sits there, base-model requests
+#   batched with adapter requests are computed with its weights (measured: 107 of 240 greedy answers
+#   changed while adapters were loaded and unloaded beside them; tests/integration/test_adapters_in_flight.py);
+# - that gather copies a full LoRA matrix per token for every LoRA layer at every step: a rollout round
+#   with an adapter ran 8x slower than with the base model. Ours does one matmul per adapter slot in use.
+# The installer checks vLLM's release and the file's sha256, undoes the line-level patch this script used to
+# apply, does nothing when ours is already there, and fails loudly on a file it does not know. It takes
+# 0.1 s, so it runs every time: a change to our ops never rebuilds the venv, and a vLLM reinstalled over
+# them is patched again.
+"$VENV/bin/python" scripts/install_vllm_lora_ops.py ||
+  die "vLLM's CPU LoRA ops could not be replaced (see above); scripts/install_vllm_lora_ops.py says why"
+
+# --- 5. the project ------------------------------------------------------------------------------------
 # The project itself, editable (its console script `ttrv`); redone only when pyproject.toml changes.
 project_stamp=$(sha256sum pyproject.toml | cut -c1-16)
 if [[ ! -f $VENV/.stamp-project || $(cat "$VENV/.stamp-project") != "$project_stamp" ]]; then

@@ -36,7 +36,25 @@ class StackSettings(BaseSettings):
         "them loaded (see stack/worker.py)",
     )
     vllm_max_lora_rank: int = Field(
-        default=16, description="largest LoRA rank vLLM accepts (--max-lora-rank)"
+        default=8,
+        description="largest LoRA rank vLLM accepts (--max-lora-rank): at least the worker's TTRV_LORA_RANK; "
+        "every adapter is padded to it, so a larger one only costs",
+    )
+    vllm_block_size: int = Field(
+        default=32,
+        description="KV cache block size (--block-size): the prefix cache shares whole blocks only, and the "
+        "CPU backend's default (128) is longer than a digit prompt, so the samples of one rollout never "
+        "shared their prompt",
+    )
+    vllm_max_num_seqs: int = Field(
+        default=256,
+        description="sequences one engine step runs at most (--max-num-seqs): a rollout burst (32 requests x "
+        "32 samples) goes through in slices of this many; more gave no more throughput on 2 cores and "
+        "slower answers beside rollouts",
+    )
+    vllm_max_num_batched_tokens: int = Field(
+        default=2048,
+        description="tokens one engine step may process (--max-num-batched-tokens); bounds a step's length",
     )
     vllm_max_model_len: int = Field(
         default=512, description="context length vLLM allocates for (--max-model-len)"

@@ -6,8 +6,28 @@ The flags that matter, and why:
   what was trained.
 - `VLLM_ALLOW_RUNTIME_LORA_UPDATING=1`: enables `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`, so
   adapters are hot-swapped without a restart.
-- `--scheduling-policy priority`: adaptation rollouts are sent with a lower priority than served answers.
+- `--max-loras`, `--max-cpu-loras`: the LoRA slots; the worker fills at most half of them (stack/worker.py).
+- `--max-lora-rank`: the worker's rank (8), not more. vLLM pads every adapter to this rank, so a larger value
+  only adds work to every LoRA layer at every step; raise it with the worker's `TTRV_LORA_RANK`.
+- `--scheduling-policy priority`: adaptation rollouts are sent with a lower priority than served answers, so
+  a waiting answer is admitted before waiting rollouts (and running rollouts are preempted first when the KV
+  cache runs out).
+- `--block-size 32`: the prefix cache shares whole KV blocks only. The CPU backend's default block (128
+  tokens) is longer than a whole digit prompt (33 tokens), so nothing was ever cached: each of a rollout's 32
+  samples prefilled its prompt again. With 32 the prompt's first block is shared by the samples (hit rate
+  above 90%). 16 does not start: the CPU attention kernels need a multiple of 32 for this model's head size
+  (32).
+- `--max-num-seqs 256 --max-num-batched-tokens 2048`: the step budget. A rollout burst is 32 requests of 32
+  samples in flight (the worker's), 1024 sequences of a few tokens each. vLLM's CPU default, 128 sequences a
+  step, was 10-30% slower; 1024 (the whole burst in one step) was no faster than 256 on 2 cores, where the
+  API server shares the cores with the engine, and doubled the median latency of answers served beside
+  rollouts (each step, which an answer waits for, is four times as long). 2048 tokens (vLLM's default) never
+  binds with 256 sequences whose prompts the prefix cache shares, and keeps a step short. Served answers
+  come first: priority admits them ahead of waiting rollouts, and a rollout sample is a few tokens long, so
+  a seat frees within a few steps.
 - `--enforce-eager`: graph compilation would add minutes on 2 CPU cores and gains little for a tiny model.
+Rollouts and answers beside them with and without the rank, block size and step budget here (and our LoRA
+ops, scripts/vllm_cpu_lora_ops.py): `python -m bench.rollouts`.
 """
 
 from __future__ import annotations
@@ -41,6 +61,9 @@ def vllm_argv(model: Path, port: int, settings: StackSettings) -> list[str]:
         "--max-cpu-loras", str(settings.vllm_max_loras),
         "--max-lora-rank", str(settings.vllm_max_lora_rank),
         "--scheduling-policy", "priority",
+        "--block-size", str(settings.vllm_block_size),
+        "--max-num-seqs", str(settings.vllm_max_num_seqs),
+        "--max-num-batched-tokens", str(settings.vllm_max_num_batched_tokens),
         "--disable-uvicorn-access-log",
     ]  # fmt: skip
 

@@ -167,11 +167,16 @@ def test_compose_environment_names_are_settings_fields(service: str, settings: t
     assert not unknown, f"{service}: not fields of {settings.__name__}: {unknown}"
 
 
+CPU_SIZED = ("--block-size", "--max-num-seqs", "--max-num-batched-tokens")  # stack/vllm.py says why
+
+
 @pytest.mark.parametrize(
     ("service", "not_needed"),
     [
-        # `vllm serve MODEL` takes the model as its first argument; on a GPU, CUDA graphs replace eager mode.
-        ("vllm", {"--model", "--enforce-eager"}),
+        # `vllm serve MODEL` takes the model as its first argument; on a GPU, CUDA graphs replace eager mode,
+        # and vLLM's defaults for the block size and the step budget already suit the prefix cache and
+        # rollout bursts (the local stack's are CPU-sized: stack/vllm.py).
+        ("vllm", {"--model", "--enforce-eager", *CPU_SIZED}),
         ("vllm-cpu", set()),
     ],
 )
@@ -184,6 +189,13 @@ def test_vllm_gets_the_flags_of_the_local_stack(service: str, not_needed: set[st
     assert flag_value(spec["command"], "--scheduling-policy") == "priority"
     assert flag_value(spec["command"], "--served-model-name") == "base"
     assert spec["environment"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "1"
+
+
+def test_vllm_cpu_has_the_local_stacks_block_size_and_step_budget() -> None:
+    local = vllm_argv(Path("/model"), 8100, StackSettings())
+    command = load_yaml(COMPOSE)["services"]["vllm-cpu"]["command"]
+    for flag in CPU_SIZED:
+        assert flag_value(command, flag) == flag_value(local, flag), flag
 
 
 def mount_target(volumes: list[str], source: str) -> str:

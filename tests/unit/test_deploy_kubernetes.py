@@ -157,12 +157,21 @@ def test_network_policies_allow_exactly_the_intended_paths(overlay: str) -> None
 # ---- agreement with the code and the other deployments ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("overlay", "not_needed"), [("gpu", {"--model", "--enforce-eager"}), ("cpu", set())])
+CPU_SIZED = {"--block-size", "--max-num-seqs", "--max-num-batched-tokens"}  # stack/vllm.py says why
+
+
+@pytest.mark.parametrize(
+    ("overlay", "not_needed"), [("gpu", {"--model", "--enforce-eager", *CPU_SIZED}), ("cpu", set())]
+)
 def test_vllm_gets_the_flags_of_the_local_stack(overlay: str, not_needed: set[str]) -> None:
     vllm = container(overlay, "vllm")
     argv = [*vllm.get("command", []), *vllm["args"]]
-    local = flags(vllm_argv(Path("/model"), 8100, StackSettings()))
+    local_argv = vllm_argv(Path("/model"), 8100, StackSettings())
+    local = flags(local_argv)
     assert not sorted(local - not_needed - flags(argv)), "lacks flags of stack/vllm.py"
+    same_value = {"--max-lora-rank", *(CPU_SIZED if overlay == "cpu" else set())}
+    for flag in same_value:
+        assert flag_value(argv, flag) == flag_value(local_argv, flag), flag
     assert flag_value(argv, "--served-model-name") == "base"
     env = {e["name"]: e.get("value") for e in vllm["env"]}
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "1"
